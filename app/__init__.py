@@ -1,0 +1,54 @@
+"""The ordering service: a Flask app that never exhausts its database's connections."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app import cli, database, errors
+from app.api import register_blueprints
+from app.config import INSTANCE_DIR, VARIABLES, load_settings
+from app.extensions import api, cors, limiter
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; test_config overrides any variable."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    configure(app, test_config or {})
+    database.init_app(app)
+    register_extensions(app)
+    register_blueprints(api)
+    errors.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def configure(app: Flask, overrides: dict[str, Any]) -> None:
+    """Load validated settings, then the Flask and OpenAPI constants."""
+    settings = load_settings({**os.environ, **overrides})
+    app.config.update(settings)
+    app.config.update({k: v for k, v in overrides.items() if k not in {v.name for v in VARIABLES}})
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MIGRATIONS_DIR=MIGRATIONS_DIR,
+        SQLALCHEMY_TRACK_MODIFICATIONS=False,
+        API_TITLE="Ordering service",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        RATELIMIT_STORAGE_URI=settings["RATELIMIT_STORAGE_URI"],
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the HTTP-facing extensions."""
+    api.init_app(app)
+    limiter.init_app(app)
+    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})

@@ -1,0 +1,24 @@
+"""Liveness and readiness for load balancers and operators."""
+
+from datetime import UTC, datetime
+
+from flask_smorest import Blueprint
+
+from app.database import health_probe
+from app.database.health import health_report
+from app.extensions import db
+
+blp = Blueprint("health", __name__, url_prefix="/api/health", description="Service health")
+
+
+@blp.route("")
+def health():
+    """Readiness: the database answers, with our connection counts and this process's pool."""
+    body, status = health_report(health_probe(), db.engine)
+    return body, status
+
+
+@blp.route("/live")
+def live():
+    """Liveness: the process answers. Never touches the database."""
+    return {"status": "ok", "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}

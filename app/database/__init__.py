@@ -1,0 +1,46 @@
+"""The process's database: one bounded engine, its health probe and their lifecycle."""
+
+from flask import Flask, current_app
+from sqlalchemy.engine import Engine
+
+from app.database.engine import engine_options
+from app.database.health import HealthProbe
+from app.database.session import transaction
+from app.extensions import db, migrate
+
+__all__ = ["dispose_engines", "engine_options", "health_probe", "init_app", "transaction"]
+
+
+def init_app(app: Flask) -> None:
+    """Bind Flask-SQLAlchemy and Flask-Migrate, and give the app its health probe.
+
+    Flask-SQLAlchemy removes the request's session at teardown_appcontext; removing a
+    session closes it, which rolls back whatever was not committed.
+    """
+    settings = app.config
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+    app.extensions["health_probe"] = HealthProbe(settings)
+
+
+def health_probe() -> HealthProbe:
+    """The current app's health probe."""
+    return current_app.extensions["health_probe"]
+
+
+def engines(app: Flask) -> list[Engine]:
+    """Every engine the app owns: the request pool and the health probe."""
+    with app.app_context():
+        return [db.engine, app.extensions["health_probe"].engine]
+
+
+def dispose_engines(app: Flask, close: bool) -> None:
+    """Drop the app's pooled connections.
+
+    close=False after a fork: the parent still owns those sockets, so the child must
+    forget them without sending a goodbye on them.
+    """
+    for engine in engines(app):
+        engine.dispose(close=close)

@@ -1,0 +1,43 @@
+"""Engine options: the bounded pool and the per-connection server settings."""
+
+from typing import Any
+
+from app.config import is_postgresql
+
+# A server that vanishes without a reset (failover, cable) is noticed within about 30 s,
+# idle or mid-call, instead of hanging a worker until the kernel gives up (minutes).
+TCP_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy engine options for the request pool of one process."""
+    options = {
+        "pool_size": settings["DB_POOL_SIZE"],
+        "max_overflow": settings["DB_MAX_OVERFLOW"],
+        "pool_timeout": settings["DB_POOL_TIMEOUT"],
+        "pool_recycle": settings["DB_POOL_RECYCLE"],
+        "pool_pre_ping": settings["DB_POOL_PRE_PING"],
+    }
+    if is_postgresql(settings["DATABASE_URL"]):
+        options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])
+    return options
+
+
+def connect_args(settings: dict[str, Any], application_name: str) -> dict[str, Any]:
+    """psycopg2 connection arguments: timeouts, keepalives and our application_name."""
+    server_options = (
+        f"-c statement_timeout={settings['DB_STATEMENT_TIMEOUT']} "
+        f"-c idle_in_transaction_session_timeout={settings['DB_IDLE_IN_TRANSACTION_TIMEOUT']}"
+    )
+    return {
+        "connect_timeout": settings["DB_CONNECT_TIMEOUT"],
+        "application_name": application_name,
+        "options": server_options,
+        **TCP_LIVENESS,
+    }

@@ -1,0 +1,136 @@
+"""One JSON error shape for every failure, and the mapping of exceptions onto it."""
+
+import contextlib
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from psycopg2 import errors as pg_errors
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1
+
+
+class ApiError(Exception):
+    """A failure the client should see, with its status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str, fields=None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.fields, self.headers = fields, headers or {}
+
+    @classmethod
+    def not_found(cls, resource: str) -> "ApiError":
+        """The resource does not exist, or is not the caller's to see."""
+        return cls(404, "not_found", f"{resource} not found")
+
+    @classmethod
+    def conflict(cls, message: str) -> "ApiError":
+        """The request clashes with the resource's current state."""
+        return cls(409, "conflict", message)
+
+    @classmethod
+    def forbidden(cls, message: str = "you may not do this") -> "ApiError":
+        """The caller is known but lacks the right."""
+        return cls(403, "forbidden", message)
+
+    @classmethod
+    def unauthorized(cls, message: str = "a valid bearer token is required") -> "ApiError":
+        """The caller is not signed in, or their token is not valid."""
+        return cls(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+    @classmethod
+    def validation(cls, fields: dict[str, Any], message: str = "the request is not valid"):
+        """Input fields are at fault."""
+        return cls(422, "validation_error", message, fields=fields)
+
+    @classmethod
+    def unavailable(cls, code: str, message: str) -> "ApiError":
+        """The database cannot serve now; the client should retry shortly."""
+        return cls(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def error_response(error: ApiError):
+    """Render an ApiError as SPEC's JSON body."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.fields:
+        body["fields"] = error.fields
+    response = jsonify(error=body)
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def from_http_exception(error: HTTPException) -> ApiError:
+    """Map werkzeug's and webargs's HTTP errors onto ApiError."""
+    code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    if error.code == 422 and messages:
+        return ApiError.validation(flatten_locations(messages))
+    headers = dict(data.get("headers") or {})
+    if error.code == 405 and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    if error.code == 429:
+        headers.setdefault("Retry-After", str(getattr(error, "retry_after", 60)))
+    message = data.get("message") or error.description or error.name
+    return ApiError(error.code or 500, code, message, headers=headers)
+
+
+def flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
+    """webargs groups errors by location (json, query); clients want them by field."""
+    fields: dict[str, Any] = {}
+    for location_errors in messages.values():
+        if isinstance(location_errors, dict):
+            fields.update(location_errors)
+        else:
+            fields.setdefault("_schema", []).extend(location_errors)
+    return fields
+
+
+def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
+    """The 503 a database fault deserves, or None when it is a bug of ours."""
+    if isinstance(error, sa_exc.TimeoutError):
+        return ApiError.unavailable(
+            "database_busy", "no database connection is free; retry shortly"
+        )
+    original = getattr(error, "orig", None)
+    if isinstance(original, pg_errors.QueryCanceled):
+        return ApiError.unavailable(
+            "statement_timeout", "the database took too long; retry shortly"
+        )
+    if isinstance(error, sa_exc.DBAPIError) and (
+        error.connection_invalidated or isinstance(error, sa_exc.OperationalError)
+    ):
+        return ApiError.unavailable(
+            "database_unavailable", "the database cannot be reached; retry shortly"
+        )
+    return None
+
+
+def handle_http_exception(error: HTTPException):
+    """Answer werkzeug's and webargs's errors in the one shape."""
+    return error_response(from_http_exception(error))
+
+
+def handle_exception(error: Exception):
+    """Last resort: roll back, log, and answer JSON instead of a traceback page."""
+    with contextlib.suppress(sa_exc.SQLAlchemyError):  # A lost connection: teardown drops it.
+        db.session.rollback()
+    if isinstance(error, sa_exc.SQLAlchemyError) and (api_error := from_database_error(error)):
+        log.warning("database unavailable: %s", str(error).splitlines()[0])
+        return error_response(api_error)
+    log.exception("unhandled error")
+    return error_response(ApiError(500, "internal_error", "an unexpected error occurred"))
+
+
+def init_app(app: Flask) -> None:
+    """Send every error through the one JSON shape."""
+    app.register_error_handler(ApiError, error_response)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_exception)
