@@ -6,6 +6,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from app import models
 from app.database import health_probe, transaction
@@ -30,6 +31,7 @@ POOL_SETTINGS = (
 
 
 @click.command("db-info")
+@with_appcontext
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def db_info(as_json: bool) -> None:
     """Print the database's health, the pool settings, the server's limits and the budget check."""
@@ -84,6 +86,7 @@ DEMO_SERVICES = (
 
 
 @click.command("seed")
+@with_appcontext
 def seed() -> None:
     """Load demo services, idempotently: running it twice changes nothing."""
     added = 0

@@ -166,16 +166,20 @@ def load_settings(environ: Mapping[str, Any] = os.environ) -> dict[str, Any]:
     settings = {}
     for variable in VARIABLES:
         raw = environ.get(variable.name)
-        if raw is None or (
-            isinstance(raw, str) and raw.strip() == "" and variable.default is not None
-        ):
-            settings[variable.name] = variable.default
-            continue
-        try:
-            settings[variable.name] = variable.parse(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(variable.name, variable.accepts, raw) from None
+        blank = isinstance(raw, str) and not raw.strip()
+        if raw is None or (blank and variable.default is not None):
+            raw = variable.default
+        # An empty DATABASE_URL or SECRET_KEY is a mistake to report, not a reason to default.
+        settings[variable.name] = None if raw is None else parse(variable, raw)
     return complete(settings, environ)
+
+
+def parse(variable: Variable, raw: Any) -> Any:
+    """One variable's value, or the ConfigError that names it."""
+    try:
+        return variable.parse(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(variable.name, variable.accepts, raw) from None
 
 
 def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,17 @@ def database_url():
         pg.drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def server_database_url():
+    """A migrated database of its own for a module whose servers commit for real."""
+    name, url = pg.create_database("apptest_srv")
+    try:
+        pg.migrate(url)
+        yield url
+    finally:
+        pg.drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def app(database_url):
     """The app on the session's database."""

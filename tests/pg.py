@@ -5,7 +5,9 @@ import uuid
 
 import psycopg2
 
-ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+ADMIN_DSN = os.environ.get(
+    "TEST_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 SERVER_URL = os.environ.get("TEST_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 
 

@@ -2,8 +2,7 @@
 
 from datetime import UTC, datetime
 
-from flask_smorest import Blueprint
-
+from app.api.blueprint import Blueprint
 from app.database import health_probe
 from app.database.health import health_report
 from app.extensions import db

@@ -2,8 +2,8 @@
 
 import sqlalchemy as sa
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api.blueprint import Blueprint
 from app.api.pagination import paginate
 from app.errors import ApiError
 from app.extensions import db

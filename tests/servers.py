@@ -1,0 +1,120 @@
+"""Real gunicorn servers for tests: started from gunicorn.conf.py on a free loopback port."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_application_name() -> str:
+    """An application_name only this server's connections carry."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+class GunicornServer:
+    """One gunicorn master with its workers, its log kept in a file."""
+
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.application_name = env.get("DB_APPLICATION_NAME") or unique_application_name()
+        self.env = {
+            **os.environ,
+            "SECRET_KEY": "test-secret",
+            "WEB_CONCURRENCY": "1",
+            **env,
+            "PORT": str(self.port),
+            "DB_APPLICATION_NAME": self.application_name,
+        }
+        self.args = args
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="gunicorn-", suffix=".log")  # noqa: SIM115 (closed in __exit__)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def command(self) -> list[str]:
+        """The gunicorn command line, bound to this server's port."""
+        return [GUNICORN, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}", *self.args]
+
+    def start(self, timeout_s: float = 20) -> "GunicornServer":
+        """Start the master and wait until a worker answers."""
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited {self.process.returncode}:\n{self.output()}")
+            if self.answers():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer within {timeout_s} s:\n{self.output()}")
+
+    def answers(self) -> bool:
+        """Whether /api/health/live answers 200."""
+        try:
+            return requests.get(self.url + "/api/health/live", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET a path of the server."""
+        kwargs.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 40) -> int:
+        """Signal the master and wait for it to exit; return its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    def output(self) -> str:
+        """Everything the master and workers logged so far."""
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def __enter__(self) -> "GunicornServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.stop()
+        finally:
+            if self.process and self.process.poll() is None:
+                self.process.kill()
+            self.log.close()
+
+
+def run_gunicorn_expecting_exit(env: dict[str, str], timeout_s: float = 20):
+    """Run gunicorn that should refuse to start; return (exit code, output)."""
+    server = GunicornServer(env)
+    server.log.close()
+    result = subprocess.run(
+        server.command, cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=timeout_s
+    )
+    return result.returncode, result.stdout + result.stderr

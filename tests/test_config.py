@@ -1,0 +1,103 @@
+"""Every setting parses, or stops start-up with one line naming it and what it accepts."""
+
+import pytest
+
+from app import create_app
+from app.config import INSTANCE_DIR, ConfigError, load_settings
+
+BASE = {"SECRET_KEY": "s"}
+
+INVALID = [
+    ("DATABASE_URL", "mysql://x/y", "a postgres://, postgresql:// or sqlite:// URL"),
+    ("DB_POOL_SIZE", "0", "a whole number from 1 to 1000"),
+    ("DB_POOL_SIZE", "five", "a whole number from 1 to 1000"),
+    ("DB_MAX_OVERFLOW", "-1", "a whole number from 0 to 1000"),
+    ("DB_MAX_OVERFLOW", "2.5", "a whole number from 0 to 1000"),
+    ("DB_POOL_TIMEOUT", "0", "seconds from 0.1 to 600"),
+    ("DB_POOL_TIMEOUT", "soon", "seconds from 0.1 to 600"),
+    ("DB_POOL_RECYCLE", "-2", "seconds from -1 (never) to 86400"),
+    ("DB_POOL_PRE_PING", "maybe", "true or false"),
+    ("DB_CONNECT_TIMEOUT", "0", "whole seconds from 1 to 300"),
+    ("DB_STATEMENT_TIMEOUT", "-5", "milliseconds, 0 (off) or more"),
+    ("DB_IDLE_IN_TRANSACTION_TIMEOUT", "1e3", "milliseconds, 0 (off) or more"),
+    ("DB_APPLICATION_NAME", "x" * 49, "up to 48 printable ASCII characters"),
+    ("DB_APPLICATION_NAME", "naïve", "up to 48 printable ASCII characters"),
+    ("DB_CONNECTION_BUDGET", "0", "a whole number of 1 or more"),
+    ("WEB_CONCURRENCY", "0", "a whole number from 1 to 256"),
+    ("GUNICORN_THREADS", "many", "a whole number from 1 to 1000"),
+    ("PORT", "70000", "a port number from 1 to 65535"),
+    ("TOKEN_TTL", "10", "seconds from 60 to 31622400"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "accepts"), INVALID)
+def test_an_invalid_value_names_the_variable_and_what_it_accepts(name, value, accepts):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**BASE, name: value})
+    message = str(raised.value)
+    assert message == f"configuration error: {name}={value!r} is invalid; it accepts {accepts}"
+    assert "\n" not in message
+
+
+def test_config_error_is_a_clean_exit_with_no_traceback():
+    with pytest.raises(SystemExit):
+        create_app({"DB_POOL_SIZE": "nope"})
+
+
+def test_defaults_match_the_contract():
+    settings = load_settings({})
+    assert settings["DB_POOL_SIZE"] == 5
+    assert settings["DB_MAX_OVERFLOW"] == 5
+    assert settings["DB_POOL_TIMEOUT"] == 10
+    assert settings["DB_POOL_RECYCLE"] == 1800
+    assert settings["DB_POOL_PRE_PING"] is True
+    assert settings["DB_CONNECT_TIMEOUT"] == 5
+    assert settings["DB_STATEMENT_TIMEOUT"] == 15000
+    assert settings["DB_IDLE_IN_TRANSACTION_TIMEOUT"] == 30000
+    assert settings["DB_APPLICATION_NAME"] == "app"
+    assert settings["DB_CONNECTION_BUDGET"] is None
+    assert settings["WEB_CONCURRENCY"] == 2
+    assert settings["GUNICORN_THREADS"] == 1
+    assert settings["PORT"] == 8000
+    assert settings["CORS_ORIGINS"] == []
+
+
+def test_unset_database_url_means_sqlite_in_the_instance_folder():
+    assert load_settings({})["DATABASE_URL"] == f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:p@db:5432/orders",
+        "postgresql://u:p@db:5432/orders",
+        "postgresql+psycopg2://u:p@db:5432/orders",
+    ],
+)
+def test_postgres_urls_use_the_psycopg2_driver(url):
+    settings = load_settings({**BASE, "DATABASE_URL": url})
+    assert settings["DATABASE_URL"] == "postgresql+psycopg2://u:p@db:5432/orders"
+
+
+def test_secret_key_is_required_outside_development():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load_settings({"DATABASE_URL": "postgresql://db/orders"})
+
+
+def test_secret_key_is_random_in_development():
+    first, second = load_settings({}), load_settings({"FLASK_DEBUG": "1"})
+    assert len(first["SECRET_KEY"]) >= 32
+    assert first["SECRET_KEY"] != second["SECRET_KEY"]
+
+
+def test_values_are_trimmed_and_words_accepted():
+    settings = load_settings(
+        {" DB_POOL_SIZE": "x", "DB_POOL_SIZE": " 7 ", "DB_POOL_PRE_PING": "off"}
+    )
+    assert settings["DB_POOL_SIZE"] == 7
+    assert settings["DB_POOL_PRE_PING"] is False
+
+
+def test_cors_origins_split_on_commas():
+    settings = load_settings({"CORS_ORIGINS": "https://a.example, https://b.example,"})
+    assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]

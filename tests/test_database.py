@@ -1,0 +1,50 @@
+"""The engine and its connections carry the configured bounds and server settings."""
+
+import sqlalchemy as sa
+
+from app import create_app
+from app.database import transaction
+from app.extensions import db
+from app.models import Service
+
+
+def test_the_pool_has_the_configured_bounds(app):
+    with app.app_context():
+        pool = db.engine.pool
+        assert (pool.size(), pool._max_overflow, pool.timeout()) == (2, 5, 10)
+        assert pool._pre_ping is True
+        assert pool._recycle == 1800
+        assert db.engine.url.drivername == "postgresql+psycopg2"
+
+
+def test_connections_carry_timeouts_and_our_application_name(app):
+    with app.app_context():
+        rows = db.session.execute(
+            sa.text(
+                "SELECT current_setting('statement_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout'),"
+                " current_setting('application_name')"
+            )
+        ).one()
+    assert tuple(rows) == ("15s", "30s", "app")
+
+
+def test_transaction_rolls_back_when_the_block_raises(app):
+    with app.app_context():
+        try:
+            with transaction() as session:
+                session.add(Service(name="rolled back", price_cents=5))
+                session.flush()
+                raise ValueError("boom")
+        except ValueError:
+            pass
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Service)) == 0
+
+
+def test_sqlite_default_serves_health_with_pool_counts(tmp_path, monkeypatch):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}", "SECRET_KEY": "s"})
+    body = app.test_client().get("/api/health").json
+    assert body["status"] == "ok"
+    assert body["database"]["connected"] is True
+    assert body["database"]["activeConnections"] == 0
+    assert set(body["database"]["pool"]) >= {"size", "checkedOut", "overflow", "idle"}

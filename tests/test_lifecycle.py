@@ -1,0 +1,63 @@
+"""gunicorn process lifecycle: SIGTERM drains and leaves no connection; forks share none."""
+
+import time
+from collections import defaultdict
+
+import pytest
+
+from tests import pg
+from tests.probes import concurrent_gets, table_locked
+from tests.servers import GunicornServer
+
+pytestmark = pytest.mark.process
+
+
+def wait_for_no_backends(application_name: str, timeout_s: float = 3) -> list:
+    """Our server connections, once they are all gone or timeout_s has passed."""
+    deadline = time.monotonic() + timeout_s
+    while (backends := pg.our_backends(application_name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return backends
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_leaves_no_connection(server_database_url):
+    env = {
+        "DATABASE_URL": server_database_url,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "DB_POOL_SIZE": "2",
+        "DB_MAX_OVERFLOW": "2",
+    }
+    server = GunicornServer(env).start()
+    try:
+        assert server.get("/api/health").status_code == 200
+        with table_locked(server_database_url):
+            in_flight = concurrent_gets(server.url + "/api/services", 4)
+            time.sleep(0.5)
+            server.process.send_signal(15)
+            time.sleep(1)
+        statuses = [future.result().response.status_code for future in in_flight]
+        exit_code = server.process.wait(30)
+    finally:
+        server.__exit__()
+    assert statuses == [200] * 4
+    assert exit_code == 0
+    assert wait_for_no_backends(server.application_name) == []
+
+
+def test_preloaded_workers_never_share_a_backend(server_database_url):
+    env = {
+        "DATABASE_URL": server_database_url,
+        "WEB_CONCURRENCY": "3",
+        "TEST_WARM_POOL_IN_MASTER": "1",
+    }
+    with GunicornServer(env, ("--preload", "tests.fault_wsgi:app")) as server:
+        answers = [server.get("/test/backend") for _ in range(90)]
+        log = server.output()
+    assert {answer.status_code for answer in answers} == {200}
+    workers_by_backend = defaultdict(set)
+    for answer in answers:
+        workers_by_backend[answer.json()["backend_pid"]].add(answer.json()["worker_pid"])
+    assert all(len(workers) == 1 for workers in workers_by_backend.values()), workers_by_backend
+    for symptom in ("Traceback", "lost synchronization", "server closed the connection"):
+        assert symptom not in log
