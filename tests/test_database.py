@@ -41,10 +41,26 @@ def test_transaction_rolls_back_when_the_block_raises(app):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Service)) == 0
 
 
-def test_sqlite_default_serves_health_with_pool_counts(tmp_path, monkeypatch):
+def test_sqlite_default_serves_health_with_pool_counts(tmp_path):
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}", "SECRET_KEY": "s"})
     body = app.test_client().get("/api/health").json
     assert body["status"] == "ok"
     assert body["database"]["connected"] is True
     assert body["database"]["activeConnections"] == 0
     assert set(body["database"]["pool"]) >= {"size", "checkedOut", "overflow", "idle"}
+
+
+def test_in_memory_sqlite_serves_health_too():
+    app = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "s"})
+    body = app.test_client().get("/api/health").json
+    assert body["status"] == "ok"
+    assert body["database"]["pool"]["class"] == "StaticPool"
+
+
+def test_flask_shell_has_db_and_every_model(app):
+    from app import models
+    from app.cli import shell_context
+
+    namespace = shell_context()
+    assert namespace["db"] is db
+    assert all(namespace[name] is getattr(models, name) for name in models.__all__)

@@ -17,6 +17,8 @@ TCP_LIVENESS = {
 
 def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
     """SQLAlchemy engine options for the request pool of one process."""
+    if is_in_memory_sqlite(settings["DATABASE_URL"]):
+        return {}  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
     options = {
         "pool_size": settings["DB_POOL_SIZE"],
         "max_overflow": settings["DB_MAX_OVERFLOW"],
@@ -27,6 +29,11 @@ def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
     if is_postgresql(settings["DATABASE_URL"]):
         options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])
     return options
+
+
+def is_in_memory_sqlite(url: str) -> bool:
+    """Whether url names an in-memory SQLite database."""
+    return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
 
 
 def connect_args(settings: dict[str, Any], application_name: str) -> dict[str, Any]:

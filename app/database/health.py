@@ -56,7 +56,7 @@ class HealthProbe:
         with self.engine.connect() as connection:
             if connection.dialect.name != "postgresql":
                 connection.execute(sa.text("SELECT 1"))
-                return pool_engine.pool.checkedout()
+                return getattr(pool_engine.pool, "checkedout", lambda: 0)()
             return connection.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
