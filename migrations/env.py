@@ -89,6 +89,13 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # A migration may rebuild an index for minutes, so the request pool's
+            # statement_timeout must not cancel it; but waiting long for a lock would queue
+            # every request behind the migration, so give up on locks quickly instead.
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.exec_driver_sql("SET lock_timeout = '10s'")
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():

@@ -99,4 +99,17 @@ def check_budget(
             f"worst case {total} exceeds the server's free connections now: {limits.available} "
             f"available − {limits.in_use} in use = {limits.free}"
         )
+    warnings += thread_warnings(settings)
     return BudgetCheck(total, arithmetic, errors, warnings)
+
+
+def thread_warnings(settings: dict[str, Any]) -> list[str]:
+    """Warn when a worker has more threads than connections: the rest queue for one."""
+    threads = settings["GUNICORN_THREADS"]
+    connections = settings["DB_POOL_SIZE"] + settings["DB_MAX_OVERFLOW"]
+    if threads <= connections:
+        return []
+    return [
+        f"GUNICORN_THREADS {threads} > DB_POOL_SIZE + DB_MAX_OVERFLOW {connections}: the other"
+        f" threads wait up to DB_POOL_TIMEOUT {settings['DB_POOL_TIMEOUT']:g} s for a connection"
+    ]
