@@ -3,12 +3,23 @@
 Run: gunicorn -c gunicorn.conf.py
 """
 
+import os
+import shutil
 import sys
+import tempfile
+
+# Before prometheus_client is imported: workers then write metrics to files /metrics adds up.
+made_metrics_folder = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if made_metrics_folder:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+
+from prometheus_client import multiprocess
 
 from app.config import load_settings
 from app.database import dispose_engines
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import HealthProbe
+from app.metrics import record_pool
 
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
@@ -31,6 +42,7 @@ control_socket_disable = True
 
 def on_starting(server):
     """Refuse a deployment whose worst case exceeds the budget or the server."""
+    clear_metrics()
     probe = HealthProbe(settings)
     limits, limits_error = fetch_server_limits(probe.engine)
     verdict = check_budget(settings, limits, limits_error)
@@ -49,8 +61,34 @@ def post_fork(server, worker):
         dispose_engines(server.app.callable, close=False)
 
 
+def post_worker_init(worker):
+    """Publish the new worker's pool bounds before its first request."""
+    with worker.wsgi.app_context():
+        record_pool()
+
+
 def worker_exit(server, worker):
     """Close this worker's connections, so a stopped worker leaves none on the server."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
         dispose_engines(app, close=True)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its pool is gone) from /metrics."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder gunicorn made for itself."""
+    if made_metrics_folder:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def clear_metrics():
+    """Start from zero: samples left by an earlier run would be added to ours."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))

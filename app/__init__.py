@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, database, errors
+from app import cli, database, errors, metrics
 from app.api import register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
 from app.extensions import api, cors, limiter
@@ -19,6 +19,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     configure(app, test_config or {})
+    # Before the database: teardowns run in reverse, so metrics see the connection returned.
+    metrics.init_app(app)
     database.init_app(app)
     register_extensions(app)
     register_blueprints(api)

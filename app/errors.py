@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
+from app.metrics import count_error
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ApiError(Exception):
 
 def error_response(error: ApiError):
     """Render an ApiError as SPEC's JSON body."""
+    count_error(error.code)
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields:
         body["fields"] = error.fields

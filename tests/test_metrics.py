@@ -1,0 +1,39 @@
+"""/metrics: what an operator graphs — requests, error codes, pool use — across workers."""
+
+import re
+
+import pytest
+
+from tests.servers import GunicornServer
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and ",".join(sorted((match.group(1) or "").split(","))) == wanted:
+            return float(match.group(2))
+    return 0.0
+
+
+def test_metrics_count_requests_by_route_pattern(client):
+    client.get("/api/services/424242")
+    text = client.get("/metrics").get_data(as_text=True)
+    labels = {"method": "GET", "route": "/api/services/<int:service_id>", "status": "404"}
+    assert sample(text, "http_requests_total", **labels) >= 1
+    assert sample(text, "api_errors_total", code="not_found") >= 1
+    assert "db_pool_checked_out_connections" in text
+
+
+@pytest.mark.process
+def test_metrics_add_up_every_worker(server_database_url):
+    env = {"DATABASE_URL": server_database_url, "WEB_CONCURRENCY": "2", "DB_POOL_SIZE": "3"}
+    with GunicornServer(env) as server:
+        for _ in range(40):
+            assert server.get("/api/services").status_code == 200
+        text = server.get("/metrics").text
+    labels = {"method": "GET", "route": "/api/services", "status": "200"}
+    assert sample(text, "http_requests_total", **labels) == 40
+    assert sample(text, "db_pool_capacity_connections") == 2 * (3 + 5)
+    assert sample(text, "db_pool_checked_out_connections") == 0
