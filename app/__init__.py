@@ -7,9 +7,10 @@ from typing import Any
 from flask import Flask
 
 from app import cli, database, errors, metrics
-from app.api import register_blueprints
+from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
 from app.extensions import api, cors, limiter
+from app.schemas.common import ErrorSchema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MAX_BODY_BYTES = 1024 * 1024
@@ -23,7 +24,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     database.init_app(app)
     register_extensions(app)
-    register_blueprints(api)
+    register_blueprints(app, api)
     errors.init_app(app)
     cli.init_app(app)
     return app
@@ -43,6 +44,8 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL + "/",
         RATELIMIT_STORAGE_URI=settings["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=True,
     )
@@ -51,6 +54,7 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the HTTP-facing extensions."""
+    api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
     limiter.init_app(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})

@@ -1,9 +1,10 @@
-"""Operator commands: `flask db-info`, and what `flask shell` has at hand."""
+"""Operator commands: `flask db-info`, `seed`, `create-admin`, and `flask shell`'s namespace."""
 
 import json
 from typing import Any
 
 import click
+import marshmallow as ma
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
@@ -13,6 +14,10 @@ from app.database import health_probe, transaction
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import health_report
 from app.extensions import db
+from app.models.user import ADMIN
+from app.security import find_user_by_email, hash_password
+
+MIN_PASSWORD_LENGTH = 8
 
 POOL_SETTINGS = (
     "DB_POOL_SIZE",
@@ -83,20 +88,80 @@ DEMO_SERVICES = (
     ("Window washing", "Inside and out, up to ten windows", 4500),
     ("Carpet shampoo", "One room, deep clean", 6000),
 )
+# code, title, discount percent, the service it is limited to (None: every service)
+DEMO_BENEFITS = (
+    ("WELCOME10", "Welcome: 10% off any service", 10, None),
+    ("WINDOWS25", "25% off window washing", 25, "Window washing"),
+)
 
 
 @click.command("seed")
 @with_appcontext
 def seed() -> None:
-    """Load demo services, idempotently: running it twice changes nothing."""
-    added = 0
+    """Load demo services and benefits, idempotently: running it twice changes nothing."""
     with transaction() as session:
-        for name, description, price_cents in DEMO_SERVICES:
-            if session.scalar(sa.select(models.Service.id).where(models.Service.name == name)):
-                continue
-            session.add(models.Service(name=name, description=description, price_cents=price_cents))
-            added += 1
-    click.echo(f"seed: {added} services added, {len(DEMO_SERVICES) - added} already there")
+        services = sum(seed_service(session, *row) for row in DEMO_SERVICES)
+        session.flush()
+        benefits = sum(seed_benefit(session, *row) for row in DEMO_BENEFITS)
+    click.echo(f"seed: {services} services and {benefits} benefits added, the rest already there")
+
+
+def seed_service(session, name: str, description: str, price_cents: int) -> bool:
+    """Add a demo service unless one has its name; return whether it was added."""
+    if session.scalar(sa.select(models.Service.id).where(models.Service.name == name)):
+        return False
+    session.add(models.Service(name=name, description=description, price_cents=price_cents))
+    return True
+
+
+def seed_benefit(session, code: str, title: str, percent: int, service: str | None) -> bool:
+    """Add a demo benefit unless its code is taken; return whether it was added."""
+    taken = sa.select(models.Benefit.id).where(sa.func.lower(models.Benefit.code) == code.lower())
+    if session.scalar(taken):
+        return False
+    service_id = service and session.scalar(
+        sa.select(models.Service.id).where(models.Service.name == service)
+    )
+    session.add(
+        models.Benefit(code=code, title=title, discount_percent=percent, service_id=service_id)
+    )
+    return True
+
+
+def valid_email(ctx, param, value: str) -> str:
+    """Refuse what is not an email address."""
+    try:
+        return ma.validate.Email()(value.strip())
+    except ma.ValidationError:
+        raise click.BadParameter("not an email address") from None
+
+
+def long_enough(ctx, param, value: str) -> str:
+    """Refuse a password shorter than the API accepts."""
+    if len(value) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters")
+    return value
+
+
+@click.command("create-admin")
+@click.argument("email", callback=valid_email)
+@click.option(
+    "--password", prompt=True, hide_input=True, confirmation_prompt=True, callback=long_enough
+)
+@click.option("--name", default=None, help="Display name of a new admin (default: from EMAIL).")
+def create_admin(email: str, password: str, name: str | None) -> None:
+    """Make EMAIL an admin: create the user, or promote and re-password an existing one."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(
+            f"use at least {MIN_PASSWORD_LENGTH} characters", param_hint="password"
+        )
+    with transaction() as session:
+        user = find_user_by_email(session, email)
+        if user is None:
+            user = models.User(email=email, name=name or email.split("@")[0])
+            session.add(user)
+        user.role, user.password_hash = ADMIN, hash_password(password)
+    click.echo(f"create-admin: {email} is an admin")
 
 
 def shell_context() -> dict[str, Any]:
@@ -108,4 +173,5 @@ def init_app(app: Flask) -> None:
     """Register the commands and the shell context."""
     app.cli.add_command(db_info)
     app.cli.add_command(seed)
+    app.cli.add_command(create_admin)
     app.shell_context_processor(shell_context)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, jsonify
 from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -15,6 +16,7 @@ from app.metrics import count_error
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
+RATE_LIMIT_RETRY_S = 60
 
 
 class ApiError(Exception):
@@ -51,6 +53,11 @@ class ApiError(Exception):
         return cls(422, "validation_error", message, fields=fields)
 
     @classmethod
+    def unsupported_media_type(cls) -> "ApiError":
+        """The body is not JSON."""
+        return cls(415, "unsupported_media_type", "send the body as application/json")
+
+    @classmethod
     def unavailable(cls, code: str, message: str) -> "ApiError":
         """The database cannot serve now; the client should retry shortly."""
         return cls(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
@@ -79,9 +86,19 @@ def from_http_exception(error: HTTPException) -> ApiError:
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
     if error.code == 429:
-        headers.setdefault("Retry-After", str(getattr(error, "retry_after", 60)))
-    message = data.get("message") or error.description or error.name
+        # werkzeug formats a Retry-After it was given; flask-limiter overwrites it with its own.
+        retry_after = dict(error.get_headers()).get("Retry-After", str(RATE_LIMIT_RETRY_S))
+        headers.setdefault("Retry-After", retry_after)
+    message = data.get("message") or first_message(messages) or error.description or error.name
     return ApiError(error.code or 500, code, message, headers=headers)
+
+
+def first_message(messages: dict[str, Any] | None) -> str | None:
+    """The first message webargs gave, e.g. "Invalid JSON body." for malformed JSON."""
+    for location_errors in (messages or {}).values():
+        if isinstance(location_errors, list) and location_errors:
+            return str(location_errors[0])
+    return None
 
 
 def flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +132,37 @@ def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
     return None
 
 
+def rollback_quietly() -> None:
+    """Roll the request's session back; a lost connection is dropped at teardown instead."""
+    with contextlib.suppress(sa_exc.SQLAlchemyError):
+        db.session.rollback()
+
+
+def from_integrity_error(error: sa_exc.IntegrityError) -> ApiError:
+    """A constraint the database enforced and the views did not see coming."""
+    original = getattr(error, "orig", None)
+    if isinstance(original, pg_errors.CheckViolation):
+        return ApiError.validation({}, "a value is outside what the database accepts")
+    if isinstance(original, pg_errors.ForeignKeyViolation):
+        return ApiError.conflict("the resource is referenced by, or references, another one")
+    return ApiError.conflict("the resource already exists or clashes with another one")
+
+
+def handle_integrity_error(error: sa_exc.IntegrityError):
+    """Answer a constraint violation with 409 (or 422), after rolling back."""
+    rollback_quietly()
+    log.info("integrity error: %s", str(error.orig).splitlines()[0] if error.orig else error)
+    return error_response(from_integrity_error(error))
+
+
+def handle_stale_data(error: StaleDataError):
+    """A versioned row changed between our read and our write: someone else won."""
+    rollback_quietly()
+    return error_response(
+        ApiError.conflict("the resource was changed by someone else; read it again and retry")
+    )
+
+
 def handle_http_exception(error: HTTPException):
     """Answer werkzeug's and webargs's errors in the one shape."""
     return error_response(from_http_exception(error))
@@ -122,8 +170,7 @@ def handle_http_exception(error: HTTPException):
 
 def handle_exception(error: Exception):
     """Last resort: roll back, log, and answer JSON instead of a traceback page."""
-    with contextlib.suppress(sa_exc.SQLAlchemyError):  # A lost connection: teardown drops it.
-        db.session.rollback()
+    rollback_quietly()
     if isinstance(error, sa_exc.SQLAlchemyError) and (api_error := from_database_error(error)):
         log.warning("database unavailable: %s", str(error).splitlines()[0])
         return error_response(api_error)
@@ -135,4 +182,6 @@ def init_app(app: Flask) -> None:
     """Send every error through the one JSON shape."""
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
+    app.register_error_handler(StaleDataError, handle_stale_data)
     app.register_error_handler(Exception, handle_exception)

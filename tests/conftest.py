@@ -1,14 +1,29 @@
 """Fixtures: one migrated database per session, each test in a rolled-back transaction."""
 
+import functools
+from dataclasses import dataclass
+from itertools import count
+
 import pytest
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import create_app
-from app.database import dispose_engines
-from app.extensions import db
-from tests import pg
+from app.database import dispose_engines, transaction
+from app.extensions import db, limiter
+from app.models import Benefit, Service, User
+from app.models.user import ADMIN, CUSTOMER
+from app.security import hash_password, issue_token
+from tests import fuzzing, pg
 
-TEST_SETTINGS = {"SECRET_KEY": "test-secret", "TESTING": True, "DB_POOL_SIZE": 2}
+TEST_ORIGIN = "https://shop.example"
+TEST_SETTINGS = {
+    "SECRET_KEY": "test-secret",
+    "TESTING": True,
+    "DB_POOL_SIZE": 2,
+    "CORS_ORIGINS": TEST_ORIGIN,
+}
+PASSWORD = "correct horse battery"
+_user_numbers = count(1)
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +95,88 @@ def client(app):
 def runner(app):
     """A runner for the app's flask commands."""
     return app.test_cli_runner()
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Every test starts with no failed sign-ins counted."""
+    limiter.reset()
+
+
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD's hash, computed once: scrypt is slow on purpose."""
+    return hash_password(PASSWORD)
+
+
+@dataclass
+class Caller:
+    """A signed-in user as tests drive them: id, email and ready-made headers."""
+
+    id: int
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of this caller."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_caller(app, role: str = CUSTOMER) -> Caller:
+    """Create a user with PASSWORD and a live token, straight in the database."""
+    email = f"{role}{next(_user_numbers)}@example.com"
+    with app.app_context(), transaction() as session:
+        user = User(email=email, name=role.title(), password_hash=password_hash(), role=role)
+        session.add(user)
+        token, _ = issue_token(session, user)
+        session.flush()
+        user_id = user.id
+    return Caller(user_id, email, token)
+
+
+@pytest.fixture
+def customer(app) -> Caller:
+    """A signed-in customer."""
+    return make_caller(app)
+
+
+@pytest.fixture
+def other_customer(app) -> Caller:
+    """A second signed-in customer, to try the first one's orders."""
+    return make_caller(app)
+
+
+@pytest.fixture
+def admin(app) -> Caller:
+    """A signed-in admin."""
+    return make_caller(app, ADMIN)
+
+
+def add_row(app, row) -> int:
+    """Insert row, commit (to the test's savepoint) and return its id."""
+    with app.app_context(), transaction() as session:
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+@pytest.fixture
+def service_id(app) -> int:
+    """An active service at 10.00."""
+    return add_row(app, Service(name="Gutter cleaning", description="", price_cents=1000))
+
+
+@pytest.fixture
+def benefit_id(app, service_id) -> int:
+    """A 15% benefit, code SAVE15, for every service."""
+    return add_row(app, Benefit(code="SAVE15", title="15% off", discount_percent=15))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Quote how many cases schemathesis generated, for the issue's closing note."""
+    if fuzzing.stats["cases"]:
+        terminalreporter.write_line(
+            f"schemathesis: {fuzzing.stats['cases']} generated cases, "
+            f"{fuzzing.stats['failures']} failures"
+        )

@@ -1,14 +1,18 @@
-"""Services: anyone reads them."""
+"""Services: anyone reads them; admins write them."""
 
 import sqlalchemy as sa
 from flask.views import MethodView
 
 from app.api.blueprint import Blueprint
+from app.api.crud import delete_unreferenced, filter_by, get_or_404, save_changes, save_new, search
 from app.api.pagination import paginate
-from app.errors import ApiError
-from app.extensions import db
 from app.models import Service
-from app.schemas.service import ServicePage, ServiceQuery, ServiceSchema
+from app.schemas.service import (
+    ServicePage,
+    ServicePatchSchema,
+    ServiceQuery,
+    ServiceSchema,
+)
 
 blp = Blueprint("services", __name__, url_prefix="/api/services", description="Services to order")
 
@@ -21,24 +25,42 @@ class Services(MethodView):
     @blp.response(200, ServicePage)
     def get(self, query):
         """List services, filtered by name (?q=) and ?active=."""
-        statement = sa.select(Service).order_by(Service.id)
-        if "q" in query:
-            statement = statement.where(Service.name.icontains(query["q"], autoescape=True))
-        if "active" in query:
-            statement = statement.where(Service.active == query["active"])
-        return paginate(statement, query)
+        statement = search(sa.select(Service).order_by(Service.id), query, Service.name)
+        return paginate(filter_by(statement, query, {"active": Service.active}), query)
+
+    @blp.admin_only
+    @blp.arguments(ServiceSchema)
+    @blp.response(201, ServiceSchema)
+    def post(self, fields):
+        """Create a service (admin)."""
+        return save_new(Service(**fields))
 
 
-@blp.route("/<int:service_id>")
+@blp.route("/<int(max=2147483647):service_id>")
 class ServiceById(MethodView):
     """One service."""
 
     @blp.response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
-        return db.session.get(Service, service_id) or abort_not_found()
+        return get_or_404(Service, service_id, "service")
 
+    @blp.admin_only
+    @blp.arguments(ServiceSchema)
+    @blp.response(200, ServiceSchema)
+    def put(self, fields, service_id):
+        """Replace a service (admin)."""
+        return save_changes(get_or_404(Service, service_id, "service"), fields)
 
-def abort_not_found():
-    """Raise the 404 of a missing service."""
-    raise ApiError.not_found("service")
+    @blp.admin_only
+    @blp.arguments(ServicePatchSchema)
+    @blp.response(200, ServiceSchema)
+    def patch(self, fields, service_id):
+        """Change some of a service's fields (admin)."""
+        return save_changes(get_or_404(Service, service_id, "service"), fields)
+
+    @blp.admin_only
+    @blp.response(204)
+    def delete(self, service_id):
+        """Delete a service no order or benefit refers to (admin); otherwise 409."""
+        delete_unreferenced(get_or_404(Service, service_id, "service"), "service")

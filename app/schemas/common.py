@@ -1,8 +1,13 @@
-"""Schemas shared by every resource: pagination in, pages out."""
+"""Schemas shared by every resource: safe scalar fields, pagination in, pages out, errors."""
+
+from datetime import UTC
 
 import marshmallow as ma
 
 MAX_PER_PAGE = 100
+MAX_PAGE = 1_000_000
+MAX_ID = 2**31 - 1  # PostgreSQL integer: a larger id can name no row.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
 
 
 class StrictSchema(ma.Schema):
@@ -12,10 +17,49 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
+class Text(ma.fields.String):
+    """A string PostgreSQL can store: no NUL character, no lone surrogate."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Load the string, then refuse what the database would choke on."""
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ma.ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ma.ValidationError("Must be valid Unicode text.") from None
+        return text
+
+
+class UtcDateTime(ma.fields.AwareDateTime):
+    """An ISO 8601 date-time, UTC when it names no offset, stored in UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Load the date-time; refuse years the database round-trip cannot represent."""
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+            raise ma.ValidationError(f"Year must be from {EARLIEST_YEAR} to {LATEST_YEAR}.")
+        return moment.astimezone(UTC)
+
+
+def body_integer(low: int, high: int, **kwargs) -> ma.fields.Integer:
+    """A JSON integer in [low, high]; strings and fractions are refused."""
+    return ma.fields.Integer(strict=True, validate=ma.validate.Range(min=low, max=high), **kwargs)
+
+
+def reference(**kwargs) -> ma.fields.Integer:
+    """An id in a body: a positive JSON integer that fits the database's id column."""
+    return body_integer(1, MAX_ID, **kwargs)
+
+
 class PageQuery(StrictSchema):
     """?page= and ?per_page= (at most 100)."""
 
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=MAX_PAGE))
     per_page = ma.fields.Integer(
         load_default=20, validate=ma.validate.Range(min=1, max=MAX_PER_PAGE)
     )
@@ -35,3 +79,27 @@ def page_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
     return type(
         name, (PageSchema,), {"items": ma.fields.List(ma.fields.Nested(item_schema), required=True)}
     )
+
+
+class ErrorDetail(ma.Schema):
+    """What went wrong: a stable code, a sentence, and the input fields at fault."""
+
+    code = ma.fields.String(required=True)
+    message = ma.fields.String(required=True)
+    fields = ma.fields.Dict(keys=ma.fields.String())
+
+
+class ErrorSchema(ma.Schema):
+    """The body of every error response (documentation only; errors.py renders it)."""
+
+    error = ma.fields.Nested(ErrorDetail, required=True)
+
+
+def patch_of(schema: type[ma.Schema]) -> type[ma.Schema]:
+    """A variant of schema that loads any subset of its fields, for PATCH (e.g. ServicePatch)."""
+
+    def __init__(self, **kwargs):
+        schema.__init__(self, partial=True, **kwargs)
+
+    name = schema.__name__.removesuffix("Schema") + "PatchSchema"
+    return type(name, (schema,), {"__init__": __init__, "__doc__": f"PATCH: {schema.__doc__}"})

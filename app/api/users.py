@@ -1,0 +1,52 @@
+"""The signed-in user's own profile."""
+
+from typing import Any
+
+from flask.views import MethodView
+
+from app.api.access import current_token, current_user
+from app.api.blueprint import Blueprint
+from app.database import transaction
+from app.errors import ApiError
+from app.models import User
+from app.schemas.user import ProfileSchema, ProfileUpdateSchema
+from app.security import hash_password, password_matches, revoke_other_tokens
+
+blp = Blueprint("users", __name__, url_prefix="/api/user", description="Your profile")
+
+
+@blp.route("/profile")
+class Profile(MethodView):
+    """The caller's profile."""
+
+    @blp.signed_in
+    @blp.response(200, ProfileSchema)
+    def get(self):
+        """Get your profile."""
+        return current_user()
+
+    @blp.signed_in
+    @blp.arguments(ProfileUpdateSchema)
+    @blp.response(200, ProfileSchema)
+    def patch(self, changes):
+        """Change your name or phone, or your password given the current one."""
+        user = current_user()
+        with transaction() as session:
+            if "new_password" in changes:
+                change_password(user, changes.pop("current_password"), changes.pop("new_password"))
+                revoke_other_tokens(session, user, keep=current_token())
+            apply_profile_changes(user, changes)
+        return user
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    """Set a new password after checking the current one (422 when it is wrong)."""
+    if not password_matches(user, current_password):
+        raise ApiError.validation({"current_password": ["Is not correct."]})
+    user.password_hash = hash_password(new_password)
+
+
+def apply_profile_changes(user: User, changes: dict[str, Any]) -> None:
+    """Set name and phone."""
+    for name, value in changes.items():
+        setattr(user, name, value)

@@ -1,0 +1,139 @@
+"""Register, sign in, sign out; tokens are hashed, expire and are revoked; brute force is slowed."""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import ApiToken, User
+from tests.conftest import PASSWORD
+
+NEW_USER = {"email": "Ada@Example.com", "password": "a long password", "name": "Ada"}
+PROFILE_FIELDS = {"id", "email", "name", "phone", "role", "created_at"}
+
+
+def register(client, **overrides):
+    """POST /api/auth/register with NEW_USER changed by overrides."""
+    return client.post("/api/auth/register", json=NEW_USER | overrides)
+
+
+def login(client, email, password=PASSWORD):
+    """POST /api/auth/login."""
+    return client.post("/api/auth/login", json={"email": email, "password": password})
+
+
+def test_register_creates_a_customer_and_shows_no_hash(client):
+    response = register(client)
+    assert response.status_code == 201
+    assert set(response.json) == PROFILE_FIELDS
+    assert response.json["role"] == "customer"
+    assert response.json["email"] == "Ada@Example.com"
+
+
+def test_register_stores_a_slow_salted_hash(app, client):
+    register(client)
+    with app.app_context():
+        stored = db.session.scalar(sa.select(User.password_hash))
+    assert stored.startswith("scrypt:")
+    assert NEW_USER["password"] not in stored
+
+
+def test_register_refuses_a_taken_email_in_any_case(client):
+    register(client)
+    response = register(client, email="ADA@example.COM")
+    assert response.status_code == 409
+    assert response.json["error"]["fields"] == {"email": ["Taken."]}
+
+
+def test_register_validates_fields(client):
+    response = register(client, email="not-an-email", password="short", name="")
+    assert response.status_code == 422
+    assert set(response.json["error"]["fields"]) == {"email", "password", "name"}
+
+
+def test_register_refuses_a_role(client):
+    response = register(client, role="admin")
+    assert response.status_code == 422
+    assert response.json["error"]["fields"] == {"role": ["Unknown field."]}
+
+
+def test_login_returns_a_token_that_works(client, customer):
+    response = login(client, customer.email.upper())
+    assert response.status_code == 200
+    assert set(response.json) == {"token", "expires_at"}
+    headers = {"Authorization": f"Bearer {response.json['token']}"}
+    assert client.get("/api/user/profile", headers=headers).json["id"] == customer.id
+
+
+def test_login_token_is_long_random_and_stored_only_as_its_hash(app, client, customer):
+    token = login(client, customer.email).json["token"]
+    assert len(token) >= 43  # 32 random bytes, base64url
+    with app.app_context():
+        hashes = set(db.session.scalars(sa.select(ApiToken.token_hash)))
+    assert hashlib.sha256(token.encode()).hexdigest() in hashes
+    assert token not in hashes
+
+
+def test_login_token_expires_after_token_ttl(app, client, customer):
+    before = datetime.now(UTC)
+    expires_at = datetime.fromisoformat(login(client, customer.email).json["expires_at"])
+    ttl = timedelta(seconds=app.config["TOKEN_TTL"])
+    assert before + ttl <= expires_at <= datetime.now(UTC) + ttl
+    assert app.config["TOKEN_TTL"] == 7 * 86400
+
+
+def test_login_with_a_wrong_password_is_401(client, customer):
+    response = login(client, customer.email, "wrong password")
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"
+
+
+def test_login_with_an_unknown_email_is_401(client):
+    assert login(client, "nobody@example.com").status_code == 401
+
+
+def test_login_validates_fields(client):
+    response = client.post("/api/auth/login", json={"email": "a@example.com"})
+    assert response.status_code == 422
+    assert response.json["error"]["fields"] == {"password": ["Missing data for required field."]}
+
+
+def test_logout_revokes_the_token(client, customer):
+    assert client.post("/api/auth/logout", headers=customer.headers).status_code == 204
+    assert client.get("/api/user/profile", headers=customer.headers).status_code == 401
+
+
+def test_logout_leaves_other_tokens_alive(client, customer):
+    other = login(client, customer.email).json["token"]
+    client.post("/api/auth/logout", headers=customer.headers)
+    headers = {"Authorization": f"Bearer {other}"}
+    assert client.get("/api/user/profile", headers=headers).status_code == 200
+
+
+def test_repeated_failed_logins_for_one_email_answer_429(client, customer):
+    for _ in range(5):
+        assert login(client, customer.email, "wrong password").status_code == 401
+    response = login(client, customer.email)  # Even the right password waits now.
+    assert response.status_code == 429
+    assert response.json["error"]["code"] == "too_many_requests"
+    assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+
+
+def test_failed_logins_for_one_email_do_not_block_another(client, customer, other_customer):
+    for _ in range(6):
+        login(client, customer.email, "wrong password")
+    assert login(client, other_customer.email).status_code == 200
+
+
+def test_successful_logins_are_not_counted(client, customer):
+    for _ in range(8):
+        assert login(client, customer.email).status_code == 200
+
+
+def test_repeated_failed_logins_from_one_client_answer_429(client):
+    for number in range(30):
+        assert login(client, f"guess{number}@example.com").status_code == 401
+    response = login(client, "guess-last@example.com")
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
