@@ -149,6 +149,7 @@ def long_enough(ctx, param, value: str) -> str:
     "--password", prompt=True, hide_input=True, confirmation_prompt=True, callback=long_enough
 )
 @click.option("--name", default=None, help="Display name of a new admin (default: from EMAIL).")
+@with_appcontext
 def create_admin(email: str, password: str, name: str | None) -> None:
     """Make EMAIL an admin: create the user, or promote and re-password an existing one."""
     if len(password) < MIN_PASSWORD_LENGTH:
