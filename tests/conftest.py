@@ -179,5 +179,6 @@ def pytest_terminal_summary(terminalreporter):
     if fuzzing.stats["cases"]:
         terminalreporter.write_line(
             f"schemathesis: {fuzzing.stats['cases']} generated cases, "
-            f"{fuzzing.stats['failures']} failures"
+            f"{fuzzing.stats['failures']} failures; responses by class: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(fuzzing.statuses.items()))
         )

@@ -28,6 +28,17 @@ def unique_application_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+def overlapping_env(database_url: str) -> dict[str, str]:
+    """Two workers of four threads with pools of two plus two: requests really overlap."""
+    return {
+        "DATABASE_URL": database_url,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "4",
+        "DB_POOL_SIZE": "2",
+        "DB_MAX_OVERFLOW": "2",
+    }
+
+
 class GunicornServer:
     """One gunicorn master with its workers, its log kept in a file."""
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests import pg
 from tests.probes import concurrent_gets, table_locked
-from tests.servers import GunicornServer
+from tests.servers import GunicornServer, overlapping_env
 
 pytestmark = pytest.mark.process
 
@@ -21,13 +21,7 @@ def wait_for_no_backends(application_name: str, timeout_s: float = 3) -> list:
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_leaves_no_connection(server_database_url):
-    env = {
-        "DATABASE_URL": server_database_url,
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "4",
-        "DB_POOL_SIZE": "2",
-        "DB_MAX_OVERFLOW": "2",
-    }
+    env = overlapping_env(server_database_url)
     server = GunicornServer(env).start()
     try:
         assert server.get("/api/health").status_code == 200

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens in, the signed-in user out, and the role checks."""
+"""Who is calling: bearer tokens in, the signed-in token and user out."""
 
 import re
 

@@ -1,0 +1,111 @@
+"""Concurrency on a real gunicorn: one order per Idempotency-Key, no lost updates.
+
+These need commits that other connections see, so they run against servers of their own
+on a database of their own (server_database_url), not in the rolled-back test transaction.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+import requests
+
+from tests.servers import GunicornServer, overlapping_env
+
+pytestmark = pytest.mark.process
+
+PARALLEL_POSTS = 20
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def server(server_database_url):
+    """Two workers of four threads, so requests really overlap."""
+    env = overlapping_env(server_database_url)
+    with GunicornServer(env) as server:
+        yield server
+
+
+def query(database_url: str, sql: str, params=()) -> list[tuple]:
+    """Run one statement on the server's database and commit; return its rows."""
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture(scope="module")
+def service_id(server_database_url) -> int:
+    """A service to order, written straight to the server's database."""
+    rows = query(
+        server_database_url,
+        "INSERT INTO services (name, description, price_cents, active, created_at, updated_at)"
+        " VALUES ('Concurrency', '', 1000, true, now(), now()) RETURNING id",
+    )
+    return rows[0][0]
+
+
+def signed_in(server, email: str) -> dict[str, str]:
+    """Register email on the server, sign in, and return the Authorization header."""
+    credentials = {"email": email, "password": PASSWORD}
+    register = requests.post(
+        server.url + "/api/auth/register", json=credentials | {"name": "Racer"}, timeout=30
+    )
+    assert register.status_code == 201
+    login = requests.post(server.url + "/api/auth/login", json=credentials, timeout=30)
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+def all_at_once(count: int, request) -> list[requests.Response]:
+    """Run request() on count threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def go(_):
+        barrier.wait()
+        return request()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(go, range(count)))
+
+
+def test_parallel_posts_with_one_key_create_exactly_one_order(
+    server, server_database_url, service_id
+):
+    headers = signed_in(server, "idempotent@example.com") | {"Idempotency-Key": "one-order"}
+    body = {"service_id": service_id, "quantity": 2}
+    responses = all_at_once(
+        PARALLEL_POSTS,
+        lambda: requests.post(server.url + "/api/orders", json=body, headers=headers, timeout=30),
+    )
+    assert [r.status_code for r in responses] == [201] * PARALLEL_POSTS, server.output()
+    assert len({r.json()["id"] for r in responses}) == 1
+    orders = query(
+        server_database_url,
+        "SELECT count(*) FROM orders JOIN users ON users.id = orders.user_id"
+        " WHERE users.email = 'idempotent@example.com'",
+    )
+    assert orders == [(1,)]
+
+
+def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id):
+    headers = signed_in(server, "patcher@example.com")
+    for round_number in range(5):
+        order = requests.post(
+            server.url + "/api/orders",
+            json={"service_id": service_id, "quantity": 1},
+            headers=headers,
+            timeout=30,
+        ).json()
+        url = f"{server.url}/api/orders/{order['id']}"
+        notes = iter(["first", "second"])
+        responses = all_at_once(
+            2,
+            lambda url=url, notes=notes: requests.patch(
+                url, json={"notes": next(notes), "version": 1}, headers=headers, timeout=30
+            ),
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200, 409], (round_number, [r.text for r in responses])
+        winner = next(r.json() for r in responses if r.status_code == 200)
+        current = requests.get(url, headers=headers, timeout=30).json()
+        assert (current["notes"], current["version"]) == (winner["notes"], 2)
