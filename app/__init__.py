@@ -14,6 +14,8 @@ from app.schemas.common import ErrorSchema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MAX_BODY_BYTES = 1024 * 1024
+# Response headers a browser client must read: versions for If-Match, retries, replays.
+EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -57,4 +59,8 @@ def register_extensions(app: Flask) -> None:
     api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
     limiter.init_app(app)
-    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
+    cors.init_app(
+        app,
+        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        expose_headers=EXPOSED_HEADERS,
+    )

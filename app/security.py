@@ -1,5 +1,6 @@
 """Passwords and bearer tokens: slow hashes for one, SHA-256 of 32 random bytes for the other."""
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -14,8 +15,6 @@ from app.models.base import utcnow
 
 PASSWORD_METHOD = "scrypt"
 TOKEN_BYTES = 32
-# Checked against when the email is unknown, so a miss costs as long as a wrong password.
-_DECOY_HASH = generate_password_hash("decoy password", method=PASSWORD_METHOD)
 
 
 def hash_password(password: str) -> str:
@@ -23,10 +22,16 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
+@functools.cache
+def decoy_hash() -> str:
+    """A hash to check when the email is unknown, so a miss costs as long as a wrong password."""
+    return hash_password("decoy password")
+
+
 def password_matches(user: User | None, password: str) -> bool:
     """Whether password is user's, taking as long when there is no such user."""
     if user is None:
-        check_password_hash(_DECOY_HASH, password)
+        check_password_hash(decoy_hash(), password)
         return False
     return check_password_hash(user.password_hash, password)
 

@@ -57,6 +57,8 @@ def test_the_docs_page_loads_only_local_assets(client):
 def test_cors_allows_the_configured_origin_only(client):
     allowed = client.get("/api/services", headers={"Origin": TEST_ORIGIN})
     assert allowed.headers["Access-Control-Allow-Origin"] == TEST_ORIGIN
+    exposed = allowed.headers["Access-Control-Expose-Headers"]
+    assert {"ETag", "Retry-After"} <= {name.strip() for name in exposed.split(",")}
     other = client.get("/api/services", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
 
