@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import Timestamps
+from app.models.base import Timestamps, UtcDateTime
 
 
 class Benefit(Timestamps, db.Model):
@@ -31,8 +31,8 @@ class Benefit(Timestamps, db.Model):
         sa.ForeignKey("services.id", ondelete="RESTRICT"), index=True
     )
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
-    valid_from: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    valid_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     def applies(self, service_id: int, at: datetime) -> bool:
         """Whether an order for service_id placed at `at` may use this benefit."""

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import Timestamps, utcnow
+from app.models.base import Timestamps, UtcDateTime, utcnow
 
 PENDING, CONFIRMED, COMPLETED, CANCELLED = "pending", "confirmed", "completed", "cancelled"
 STATUSES = (PENDING, CONFIRMED, COMPLETED, CANCELLED)
@@ -65,6 +65,6 @@ class IdempotencyKey(db.Model):
     order_id: Mapped[int] = mapped_column(
         sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     order: Mapped[Order] = relationship()
