@@ -15,12 +15,13 @@ PUBLIC = {
     ("/api/auth/register", "POST"),
     ("/api/auth/login", "POST"),
     ("/api/services", "GET"),
-    ("/api/services/<int(max=2147483647):service_id>", "GET"),
+    ("/api/services/<id:service_id>", "GET"),
     ("/api/benefits", "GET"),
-    ("/api/benefits/<int(max=2147483647):benefit_id>", "GET"),
+    ("/api/benefits/<id:benefit_id>", "GET"),
     ("/api/openapi.json", "GET"),
     ("/api/docs", "GET"),
     ("/api/docs/assets/<path:filename>", "GET"),
+    ("/metrics", "GET"),  # Prometheus scrapes it without a token; not an API route.
 }
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

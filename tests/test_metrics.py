@@ -20,7 +20,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 def test_metrics_count_requests_by_route_pattern(client):
     client.get("/api/services/424242")
     text = client.get("/metrics").get_data(as_text=True)
-    labels = {"method": "GET", "route": "/api/services/<int:service_id>", "status": "404"}
+    labels = {"method": "GET", "route": "/api/services/<id:service_id>", "status": "404"}
     assert sample(text, "http_requests_total", **labels) >= 1
     assert sample(text, "api_errors_total", code="not_found") >= 1
     assert "db_pool_checked_out_connections" in text

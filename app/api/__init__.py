@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 from app.api import auth, benefits, health, orders, services, users
 from app.api.access import BEARER_SCHEME
+from app.api.blueprint import register_id_converter
 from app.api.body import require_small_json_body
 
 RESOURCES = (health, auth, users, services, benefits, orders)
@@ -19,6 +20,7 @@ def register_blueprints(app: Flask, api: Api) -> None:
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "description": "POST /api/auth/login"}
     )
+    register_id_converter(app, api)
     for module in RESOURCES:
         api.register_blueprint(module.blp)
     app.register_blueprint(docs_assets())

@@ -44,7 +44,7 @@ class Benefits(MethodView):
         return save_new(Benefit(**fields))
 
 
-@blp.route("/<int(max=2147483647):benefit_id>")
+@blp.route("/<id:benefit_id>")
 class BenefitById(MethodView):
     """One benefit."""
 

@@ -4,10 +4,26 @@ import functools
 
 import flask_smorest
 from flask import g
+from flask_smorest.spec.plugins import integerconverter2paramschema
 from webargs.flaskparser import FlaskParser
+from werkzeug.routing import IntegerConverter
 
 from app.api.access import BEARER_SCHEME, authenticate
 from app.errors import ApiError
+from app.schemas.common import MAX_ID
+
+
+class IdConverter(IntegerConverter):
+    """`<id:…>` in a route: a row id, 1 to 2³¹-1, so a larger number is a 404, not a 500."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+def register_id_converter(app, api) -> None:
+    """Let routes say `<id:order_id>`, and document it as a bounded integer."""
+    app.url_map.converters["id"] = IdConverter
+    api.register_converter(IdConverter, integerconverter2paramschema)
 
 
 class SchemaRulesParser(FlaskParser):

@@ -62,7 +62,7 @@ class Orders(MethodView):
         return with_etag(order, 201, **extra)
 
 
-@blp.route("/<int(max=2147483647):order_id>")
+@blp.route("/<id:order_id>")
 class OrderById(MethodView):
     """One order of the caller's (any order, for an admin)."""
 

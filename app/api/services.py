@@ -36,7 +36,7 @@ class Services(MethodView):
         return save_new(Service(**fields))
 
 
-@blp.route("/<int(max=2147483647):service_id>")
+@blp.route("/<id:service_id>")
 class ServiceById(MethodView):
     """One service."""
 
