@@ -1,4 +1,4 @@
-"""Concurrency on a real gunicorn: one order per Idempotency-Key, no lost updates.
+"""Concurrency on a real gunicorn: one order per key, no lost updates, shared login limits.
 
 These need commits that other connections see, so they run against servers of their own
 on a database of their own (server_database_url), not in the rolled-back test transaction.
@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
+import redis
 import requests
 
 from tests.servers import GunicornServer, overlapping_env
@@ -109,3 +110,30 @@ def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id)
         winner = next(r.json() for r in responses if r.status_code == 200)
         current = requests.get(url, headers=headers, timeout=30).json()
         assert (current["notes"], current["version"]) == (winner["notes"], 2)
+
+
+RATE_LIMIT_REDIS = "redis://127.0.0.1:6379/11"  # A database of its own, emptied around the test.
+
+
+@pytest.fixture
+def redis_rate_limits():
+    """An empty Redis database for the server's failed-login counts, emptied again after."""
+    client = redis.Redis.from_url(RATE_LIMIT_REDIS)
+    client.flushdb()
+    yield RATE_LIMIT_REDIS
+    client.flushdb()
+
+
+def test_workers_share_failed_login_counts_through_redis(server_database_url, redis_rate_limits):
+    env = overlapping_env(server_database_url) | {"RATELIMIT_STORAGE_URI": redis_rate_limits}
+    with GunicornServer(env) as server:
+        signed_in(server, "guessed@example.com")
+        wrong = {"email": "guessed@example.com", "password": "not the password"}
+        statuses = [
+            requests.post(server.url + "/api/auth/login", json=wrong, timeout=30).status_code
+            for _ in range(6)
+        ]
+        right = wrong | {"password": PASSWORD}
+        blocked = requests.post(server.url + "/api/auth/login", json=right, timeout=30)
+    assert statuses == [401] * 5 + [429]
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
