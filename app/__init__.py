@@ -50,6 +50,8 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
         OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL + "/",
         RATELIMIT_STORAGE_URI=settings["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis down: count per process rather than fail every sign-in with a 500.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
     os.makedirs(app.instance_path, exist_ok=True)
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from tests.servers import GunicornServer, overlapping_env
+from tests.servers import GunicornServer, free_port, overlapping_env
 
 pytestmark = pytest.mark.process
 
@@ -137,3 +137,19 @@ def test_workers_share_failed_login_counts_through_redis(server_database_url, re
         blocked = requests.post(server.url + "/api/auth/login", json=right, timeout=30)
     assert statuses == [401] * 5 + [429]
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+
+
+def test_sign_in_still_works_and_is_limited_when_redis_is_down(server_database_url):
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    env = overlapping_env(server_database_url) | {
+        "RATELIMIT_STORAGE_URI": closed,
+        "WEB_CONCURRENCY": "1",
+    }
+    with GunicornServer(env) as server:
+        signed_in(server, "redis-down@example.com")
+        wrong = {"email": "redis-down@example.com", "password": "not the password"}
+        statuses = [
+            requests.post(server.url + "/api/auth/login", json=wrong, timeout=30).status_code
+            for _ in range(6)
+        ]
+    assert statuses == [401] * 5 + [429]
