@@ -1,0 +1,97 @@
+"""`python -m bench`: create, migrate and load a database, run every scenario, report."""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+
+from bench import dataset
+from bench.load import WrkMissing, require_wrk
+from bench.plan import make_plan
+from bench.runner import Target, run_once
+from tests.pg import ADMIN_DSN
+
+MATPLOTLIB_HINT = "matplotlib is not installed: pip install -r bench/requirements.txt"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny data, a second per scenario")
+    parser.add_argument("--runs", type=int, default=3, help="repeat every scenario (default 3)")
+    parser.add_argument("--out", type=Path, help="where to write the report (bench/results/)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers for S1–S4")
+    parser.add_argument("--no-pre-ping", action="store_true", help="DB_POOL_PRE_PING=false")
+    return parser.parse_args(argv)
+
+
+def missing_tools() -> str | None:
+    """What must be installed first, said how, or None."""
+    try:
+        require_wrk()
+    except WrkMissing as missing:
+        return str(missing)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return MATPLOTLIB_HINT
+    return None
+
+
+def server_version() -> str:
+    """PostgreSQL's version, as the report names it."""
+    connection = psycopg2.connect(ADMIN_DSN)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            return "PostgreSQL " + cursor.fetchone()[0].split()[0]
+    finally:
+        connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit 2 when a tool is missing."""
+    args = parse_args(argv)
+    if problem := missing_tools():
+        print(problem, file=sys.stderr)
+        return 2
+    plan = make_plan(
+        args.smoke, args.runs, args.out, workers=args.workers, pre_ping=not args.no_pre_ping
+    )
+    name, url = dataset.create_database()
+    try:
+        counts = dataset.load(url, plan.size)
+        print(f"bench: database {name} loaded: {counts}", flush=True)
+        runs = run_all(plan, Target(url, counts["max_services_id"], None, "the API has not landed"))
+    finally:
+        dataset.drop_database(name)
+    from bench.report import write_report
+
+    path = write_report(plan, runs, counts, server_version())
+    print(path.read_text())
+    print(f"bench: report written to {path}")
+    return 0
+
+
+def run_all(plan, target: Target) -> list[dict]:
+    """Every run, printing a line per scenario as it finishes."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
+        for index in range(plan.runs):
+            result = run_once(plan, target, index, Path(work_dir))
+            print(f"bench: run {index + 1}/{plan.runs}: {summary_line(result)}", flush=True)
+            runs.append(result)
+    return runs
+
+
+def summary_line(result: dict) -> str:
+    """One line of a run's headline numbers."""
+    floor, s1, s5, before = (result[key] for key in ("floor", "S1", "S5", "before"))
+    return (
+        f"floor {floor['throughput_rps']:.0f} req/s, S1 {s1['throughput_rps']:.0f}"
+        f" ({result['ratio_S1_floor']:.2f}×); S5 peak {s5['peak_connections']}/{s5['bound']}"
+        f" 503s {s5['share_503']:.0%} p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
+        f" before peak {before['peak_connections']}"
+    )

@@ -1,0 +1,16 @@
+-- S1 and the floor: GET /api/services/<id>, a random one of the loaded services.
+-- Arguments: the highest service id.
+local common = require("common")
+local max_service_id
+
+setup = common.setup
+done = common.done
+
+function init(args)
+  common.seed()
+  max_service_id = tonumber(args[1])
+end
+
+function request()
+  return wrk.format("GET", "/api/services/" .. math.random(1, max_service_id))
+end

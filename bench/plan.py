@@ -1,0 +1,80 @@
+"""What one `python -m bench` invocation measures: sizes, durations, server settings."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.dataset import FULL, SMOKE, DataSize
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds of each phase: warm-up, throughput runs, and S5's before/stall/after."""
+
+    warmup_s: int
+    throughput_s: int
+    before_stall_s: int
+    stall_s: int
+    after_stall_s: int
+
+    @property
+    def overload_s(self) -> int:
+        """The whole S5 wrk run."""
+        return self.before_stall_s + self.stall_s + self.after_stall_s
+
+
+FULL_DURATIONS = Durations(
+    warmup_s=2, throughput_s=10, before_stall_s=2, stall_s=3, after_stall_s=3
+)
+SMOKE_DURATIONS = Durations(
+    warmup_s=1, throughput_s=1, before_stall_s=1, stall_s=1, after_stall_s=1
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a bench run needs to know, fixed before it starts."""
+
+    size: DataSize
+    durations: Durations
+    runs: int
+    out_dir: Path
+    smoke: bool
+    # Throughput scenarios: sync workers, as SPEC's default GUNICORN_THREADS=1 gives.
+    workers: int = 4
+    connections: int = 16
+    wrk_threads: int = 2
+    pool_size: int = 2
+    max_overflow: int = 1
+    pre_ping: bool = True
+    # S5: two workers whose pools hold one connection each, ten times that many clients.
+    overload_workers: int = 2
+    overload_pool_size: int = 1
+    overload_max_overflow: int = 0
+    overload_pool_timeout_s: float = 1.0
+    signed_in_users: int = 32
+    run_id: str = field(default_factory=lambda: str(os.getpid()))
+
+    @property
+    def overload_bound(self) -> int:
+        """Most server connections S5's app may hold: workers × (pool_size + max_overflow)."""
+        return self.overload_workers * (self.overload_pool_size + self.overload_max_overflow)
+
+    @property
+    def overload_connections(self) -> int:
+        """S5's clients: ten times the pool capacity."""
+        return 10 * self.overload_bound
+
+
+def make_plan(smoke: bool, runs: int, out_dir: Path | None, **overrides) -> Plan:
+    """The full plan, or the smoke plan (tiny data, a second per scenario)."""
+    return Plan(
+        size=SMOKE if smoke else FULL,
+        durations=SMOKE_DURATIONS if smoke else FULL_DURATIONS,
+        runs=runs,
+        out_dir=out_dir or RESULTS_DIR,
+        smoke=smoke,
+        **overrides,
+    )

@@ -1,0 +1,209 @@
+"""The Markdown report and PNG charts, every number taken from the runs just made."""
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from bench.plan import Plan
+from bench.stats import median
+
+THROUGHPUT_KEYS = ("floor", "S1", "S2", "S3", "S4")
+SCENARIO_NAMES = {
+    "floor": "floor: bare WSGI + one psycopg2 connection per worker",
+    "S1": "S1 GET /api/services/<id>",
+    "S2": "S2 GET /api/orders (signed in, page of 20)",
+    "S3": "S3 POST /api/orders with Idempotency-Key",
+    "S4": "S4 mix: 80% reads, 20% writes",
+}
+
+
+def aggregate(runs: list[dict], key: str, field: str) -> float | None:
+    """The median over runs of one scenario's field."""
+    return median([run[key][field] for run in runs if key in run])
+
+
+def fmt(value, digits: int = 1) -> str:
+    """A number for a table cell; a dash when it was not measured."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def throughput_rows(runs: list[dict]) -> list[str]:
+    """One table row per throughput scenario that ran."""
+    rows = []
+    floor = aggregate(runs, "floor", "throughput_rps")
+    for key in THROUGHPUT_KEYS:
+        if not any(key in run for run in runs):
+            continue
+        rps = aggregate(runs, key, "throughput_rps")
+        ratio = median(
+            [run[key]["throughput_rps"] / run["floor"]["throughput_rps"] for run in runs]
+        )
+        cells = [
+            SCENARIO_NAMES[key],
+            fmt(rps, 0),
+            f"{ratio:.2f}×" if key != "floor" and floor else "1.00×",
+            fmt(aggregate(runs, key, "p50_ms"), 2),
+            fmt(aggregate(runs, key, "p99_ms"), 2),
+            fmt(max(run[key]["peak_connections"] for run in runs if key in run)),
+            fmt(aggregate(runs, key, "peak_worker_rss_mib")),
+            fmt(sum(run[key]["non_2xx"] + run[key]["socket_errors"] for run in runs if key in run)),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def overload_rows(runs: list[dict], plan: Plan) -> list[str]:
+    """S5 ours against S5 before, row by row."""
+
+    def both(label: str, render) -> str:
+        return f"| {label} | {render('S5')} | {render('before')} |"
+
+    def statuses(key: str) -> str:
+        totals: dict[str, int] = {}
+        for run in runs:
+            for status, count in run[key]["statuses"].items():
+                totals[status] = totals.get(status, 0) + count
+        return ", ".join(f"{status}: {count:,}" for status, count in totals.items()) or "–"
+
+    def recovery(key: str) -> str:
+        value = aggregate(runs, key, "recovery_s")
+        return "never, within the run" if value is None else f"{value:.1f} s"
+
+    def share(key: str) -> str:
+        return f"{aggregate(runs, key, 'share_503'):.1%}"
+
+    return [
+        "| | ours (bounded pool) | before (limits removed) |",
+        "|---|---|---|",
+        both("pool per worker", lambda key: pool_text(plan, key)),
+        both("responses by status (all runs)", statuses),
+        both("share of 503s (median)", share),
+        both(
+            "503 p50 / p99, ms (median)",
+            lambda key: (
+                f"{fmt(aggregate(runs, key, 'p50_503_ms'), 0)}"
+                f" / {fmt(aggregate(runs, key, 'p99_503_ms'), 0)}"
+            ),
+        ),
+        both("500s (all runs)", lambda key: fmt(sum(run[key]["count_500"] for run in runs))),
+        both(
+            "timeouts, socket errors (all runs)",
+            lambda key: (
+                fmt(sum(run[key]["timeouts"] for run in runs))
+                + ", "
+                + fmt(sum(run[key]["socket_errors"] for run in runs))
+            ),
+        ),
+        both(
+            "peak server connections (max over runs)",
+            lambda key: (
+                fmt(max(run[key]["peak_connections"] for run in runs)) + bound_text(plan, key)
+            ),
+        ),
+        both("served throughput back to half its steady rate after the stall (median)", recovery),
+    ]
+
+
+def pool_text(plan: Plan, key: str) -> str:
+    """How the pool of one side of S5 is configured."""
+    if key == "before":
+        return f"size {plan.overload_pool_size}, overflow 1000 (unbounded), no budget guard"
+    return (
+        f"size {plan.overload_pool_size}, overflow {plan.overload_max_overflow},"
+        f" timeout {plan.overload_pool_timeout_s:g} s"
+    )
+
+
+def bound_text(plan: Plan, key: str) -> str:
+    """The bound that peak is held against, for our side."""
+    return f" (bound {plan.overload_bound})" if key == "S5" else " (no bound)"
+
+
+def git_commit() -> str:
+    """The commit the bench ran on, marked when the tree had changes."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+
+    dirty = "+changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return git("rev-parse", "--short", "HEAD") + dirty
+
+
+def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
+    """What was measured, on what, with which settings."""
+    d = plan.durations
+    return [
+        f"- {len_runs(plan)}, commit `{git_commit()}`, Python {platform.python_version()},"
+        f" {server_version}, {cpu_count()} cores, wrk over loopback.",
+        "- Data: "
+        + ", ".join(
+            f"{count:,} {table}" for table, count in counts.items() if not table.startswith("max_")
+        )
+        + ".",
+        f"- S1–S4 and the floor: {plan.workers} sync workers (GUNICORN_THREADS=1),"
+        f" DB_POOL_SIZE={plan.pool_size}, DB_MAX_OVERFLOW={plan.max_overflow},"
+        f" DB_POOL_PRE_PING={str(plan.pre_ping).lower()}; wrk {plan.connections} connections,"
+        f" {d.throughput_s} s each after a {d.warmup_s} s warm-up.",
+        f"- S5: {plan.overload_workers} workers × {plan.overload_connections} threads,"
+        f" {plan.overload_connections} clients (10× the pool capacity);"
+        f" `LOCK TABLE services IN ACCESS EXCLUSIVE MODE` held {d.stall_s} s after"
+        f" {d.before_stall_s} s of steady load, then {d.after_stall_s} s more.",
+        "- Server connections: `pg_stat_activity` rows with the run's `application_name`,"
+        " sampled every 100 ms. RSS: the largest worker's resident memory.",
+    ]
+
+
+def len_runs(plan: Plan) -> str:
+    """How many runs the medians are over, e.g. "3 runs"."""
+    return f"{plan.runs} run{'s' if plan.runs != 1 else ''}{' (smoke)' if plan.smoke else ''}"
+
+
+def cpu_count() -> int:
+    """Cores of this machine."""
+    return os.cpu_count() or 0
+
+
+def median_ratio(runs: list[dict]) -> float:
+    """The median over runs of S1's throughput divided by the floor's in the same run."""
+    return median([run["ratio_S1_floor"] for run in runs])
+
+
+def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str) -> Path:
+    """Write report.md, the charts and results.json to the plan's out_dir."""
+    from bench import charts
+
+    out = plan.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"counts": counts, "runs": runs}, indent=1))
+    chart_files = charts.draw(runs, plan, out)
+    ratios = ", ".join(f"{run['ratio_S1_floor']:.2f}" for run in runs)
+    lines = [
+        "# Benchmark report",
+        "",
+        *setup_lines(plan, counts, server_version),
+        "",
+        "## Throughput (medians)",
+        "",
+        "| scenario | req/s | vs floor | p50 ms | p99 ms | peak server conns | RSS/worker MiB"
+        " | errors |",
+        "|---|---|---|---|---|---|---|---|",
+        *throughput_rows(runs),
+        "",
+        f"S1 ÷ floor per run: {ratios}; median **{median_ratio(runs):.2f}×**.",
+        "",
+        '## Overload: S5 with the database stalled, ours beside "before"',
+        "",
+        *overload_rows(runs, plan),
+        "",
+        *[f"![{name}]({name})" for name in chart_files],
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,230 @@
+"""One run of every scenario: each server started, loaded, sampled and stopped in turn."""
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+
+from bench.load import Load, read_records, run_wrk
+from bench.plan import Plan
+from bench.sampler import Sampler, Samples
+from bench.servers import Server, ServerSpec, start_server
+from bench.stats import per_bin, percentile, recovery_s
+from tests.pg import ADMIN_DSN
+
+SECRET_KEY = "bench-secret-key"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The database a run works against, and what is in it."""
+
+    url: str
+    max_service_id: int
+    tokens_path: Path | None
+    skip_reason: str | None
+
+
+def environment(plan: Plan, url: str, application_name: str, overload: bool) -> dict[str, str]:
+    """The variables SPEC names, as a deployment would set them, for one server."""
+    pool_size = plan.overload_pool_size if overload else plan.pool_size
+    max_overflow = plan.overload_max_overflow if overload else plan.max_overflow
+    return {
+        "DATABASE_URL": url,
+        "SECRET_KEY": SECRET_KEY,
+        "DB_APPLICATION_NAME": application_name,
+        "WEB_CONCURRENCY": str(plan.overload_workers if overload else plan.workers),
+        "GUNICORN_THREADS": str(plan.overload_connections if overload else 1),
+        "DB_POOL_SIZE": str(pool_size),
+        "DB_MAX_OVERFLOW": str(max_overflow),
+        "DB_POOL_TIMEOUT": str(plan.overload_pool_timeout_s if overload else 10),
+        "DB_POOL_PRE_PING": "true" if plan.pre_ping else "false",
+    }
+
+
+def application_name(plan: Plan, label: str, run_index: int) -> str:
+    """A name no other server, run or engineer uses, so the sampler counts only this one."""
+    return f"bench{plan.run_id}-r{run_index}-{label}"
+
+
+def server_spec(plan: Plan, url: str, label: str, run_index: int) -> ServerSpec:
+    """The server behind a label: floor, app (S1–S4), overload (S5) or before."""
+    name = application_name(plan, label, run_index)
+    overload = label in {"overload", "before"}
+    env = environment(plan, url, name, overload)
+    if label == "before":
+        # Pool limits removed: an overflow the size of SPEC's ceiling, no budget guard.
+        env["DB_MAX_OVERFLOW"] = "1000"
+    variant = label if label in {"floor", "before"} else None
+    return ServerSpec(label, variant, env)
+
+
+def sampled_wrk(server: Server, load: Load, records: Path | None = None):
+    """Run wrk while sampling; return its summary and the samples."""
+    name = server.spec.environment["DB_APPLICATION_NAME"]
+    with Sampler(ADMIN_DSN, name, server) as sampler:
+        summary = run_wrk(load, server.base_url, records)
+    return summary, sampler.samples
+
+
+def throughput_load(plan: Plan, script: str, args: tuple[str, ...], seconds: int) -> Load:
+    """A closed-loop wrk load at the plan's concurrency."""
+    return Load(script, plan.connections, plan.wrk_threads, seconds, args)
+
+
+def run_throughput(plan: Plan, server: Server, script: str, args: tuple[str, ...]) -> dict:
+    """Warm up, then measure one throughput scenario."""
+    run_wrk(throughput_load(plan, script, args, plan.durations.warmup_s), server.base_url)
+    load = throughput_load(plan, script, args, plan.durations.throughput_s)
+    summary, samples = sampled_wrk(server, load)
+    return throughput_result(summary, samples)
+
+
+def throughput_result(summary: dict, samples: Samples) -> dict:
+    """What the report shows of a throughput scenario."""
+    return {
+        "throughput_rps": summary["throughput_rps"],
+        "p50_ms": summary["latency_p50_us"] / 1000,
+        "p99_ms": summary["latency_p99_us"] / 1000,
+        "requests": summary["requests"],
+        "non_2xx": summary["non_2xx"],
+        "socket_errors": summary["connect_errors"]
+        + summary["read_errors"]
+        + summary["write_errors"]
+        + summary["timeouts"],
+        "peak_connections": samples.peak_connections,
+        "peak_worker_rss_mib": samples.peak_worker_rss_mib,
+    }
+
+
+class Stall:
+    """Stall the database for S5: hold an exclusive lock on services, as a migration might."""
+
+    def __init__(self, url: str, after_s: float, hold_s: float):
+        self.url, self.after_s, self.hold_s = url, after_s, hold_s
+        self.started_at = self.ended_at = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        """Wait, lock, hold, release; note when the stall began and ended."""
+        time.sleep(self.after_s)
+        connection = psycopg2.connect(self.url, application_name="bench-stall")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE services IN ACCESS EXCLUSIVE MODE")
+                self.started_at = time.time()
+                time.sleep(self.hold_s)
+            connection.rollback()
+            self.ended_at = time.time()
+        finally:
+            connection.close()
+
+
+def run_overload(plan: Plan, server: Server, target: Target, records: Path) -> dict:
+    """S5: ten times the pool capacity in clients while the database stalls."""
+    args = (str(target.max_service_id),)
+    run_wrk(Load("services.lua", 2, 1, plan.durations.warmup_s, args), server.base_url)
+    clients = plan.overload_connections
+    load = Load("overload.lua", clients, clients, plan.durations.overload_s, args, timeout_s=30)
+    durations = plan.durations
+    stall = Stall(target.url, durations.before_stall_s, durations.stall_s)
+    started_at = time.time()
+    stall.thread.start()
+    summary, samples = sampled_wrk(server, load, records)
+    stall.thread.join()
+    return overload_result(plan, summary, samples, read_records(records), stall, started_at)
+
+
+def overload_result(plan, summary, samples, records, stall: Stall, started_at: float) -> dict:
+    """What the report shows of S5: 503s, 500s, connections against the bound, recovery."""
+    statuses = Counter(status for _, status, _ in records)
+    latencies_503 = [latency for _, status, latency in records if status == 503]
+    served = [ended for ended, status, _ in records if 200 <= status < 300]
+    steady = (started_at + 0.3, stall.started_at)
+    return {
+        "requests": len(records),
+        "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "share_503": statuses[503] / len(records) if records else 0.0,
+        "p50_503_ms": ms(percentile(latencies_503, 50)),
+        "p99_503_ms": ms(percentile(latencies_503, 99)),
+        "count_500": statuses[500],
+        "socket_errors": summary["connect_errors"]
+        + summary["read_errors"]
+        + summary["write_errors"],
+        "timeouts": summary["timeouts"],
+        "peak_connections": samples.peak_connections,
+        "bound": plan.overload_bound,
+        "recovery_s": recovery_s(served, steady, stall.ended_at),
+        "timeline": timeline(records, samples, started_at, stall),
+        "peak_worker_rss_mib": samples.peak_worker_rss_mib,
+    }
+
+
+def timeline(records, samples: Samples, started_at: float, stall: Stall) -> dict:
+    """Series for the S5 charts, in seconds from the start of the run."""
+    served = [ended for ended, status, _ in records if 200 <= status < 300]
+    rejected = [ended for ended, status, _ in records if status == 503]
+    end = max((ended for ended, _, _ in records), default=started_at)
+    return {
+        "stall": [stall.started_at - started_at, stall.ended_at - started_at],
+        "served_per_100ms": per_bin(served, started_at, end),
+        "rejected_per_100ms": per_bin(rejected, started_at, end),
+        "connections": [(moment - started_at, count) for moment, count in samples.connections],
+    }
+
+
+def ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds, keeping None."""
+    return None if seconds is None else seconds * 1000
+
+
+def with_server(spec: ServerSpec, action):
+    """Start the server, run action(server), and always stop it."""
+    server = start_server(spec)
+    try:
+        return action(server)
+    finally:
+        server.stop()
+
+
+def run_once(plan: Plan, target: Target, run_index: int, work_dir: Path) -> dict:
+    """Every scenario once, each against its own freshly started server."""
+    results = {}
+    service_args = (str(target.max_service_id),)
+    results["floor"] = with_server(
+        server_spec(plan, target.url, "floor", run_index),
+        lambda server: run_throughput(plan, server, "services.lua", service_args),
+    )
+    results.update(
+        with_server(
+            server_spec(plan, target.url, "app", run_index),
+            lambda server: run_app_scenarios(plan, server, target),
+        )
+    )
+    for label, key in (("overload", "S5"), ("before", "before")):
+        records = work_dir / f"{key}-run{run_index}.records"
+        results[key] = with_server(
+            server_spec(plan, target.url, label, run_index),
+            lambda server, records=records: run_overload(plan, server, target, records),
+        )
+    results["ratio_S1_floor"] = results["S1"]["throughput_rps"] / results["floor"]["throughput_rps"]
+    return results
+
+
+def run_app_scenarios(plan: Plan, server: Server, target: Target) -> dict:
+    """S1, then S2–S4 when the API's tables exist."""
+    service_args = (str(target.max_service_id),)
+    results = {"S1": run_throughput(plan, server, "services.lua", service_args)}
+    if target.skip_reason:
+        return results
+    tokens = str(target.tokens_path)
+    for key, script, args in (
+        ("S2", "orders.lua", (tokens,)),
+        ("S3", "create_orders.lua", (tokens, *service_args)),
+        ("S4", "mix.lua", (tokens, *service_args)),
+    ):
+        results[key] = run_throughput(plan, server, script, args)
+    return results
