@@ -5,6 +5,7 @@ from sqlalchemy.engine import Engine
 
 from app.database.engine import engine_options
 from app.database.health import HealthProbe
+from app.database.pre_ping import install_pre_ping
 from app.database.session import transaction
 from app.extensions import db, migrate
 
@@ -21,6 +22,9 @@ def init_app(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
+    if settings["DB_POOL_PRE_PING"]:
+        with app.app_context():
+            install_pre_ping(db.engine)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     app.extensions["health_probe"] = HealthProbe(settings)
 

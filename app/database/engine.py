@@ -24,7 +24,8 @@ def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
         "max_overflow": settings["DB_MAX_OVERFLOW"],
         "pool_timeout": settings["DB_POOL_TIMEOUT"],
         "pool_recycle": settings["DB_POOL_RECYCLE"],
-        "pool_pre_ping": settings["DB_POOL_PRE_PING"],
+        # DB_POOL_PRE_PING installs pre_ping.py's windowed ping instead (see init_app).
+        "pool_pre_ping": False,
     }
     if is_postgresql(settings["DATABASE_URL"]):
         options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])

@@ -1,0 +1,108 @@
+"""The pre-ping bypass window: no ping for a connection just used, healing all the same."""
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from app.config import load_settings
+from app.database.engine import engine_options
+from app.database.pre_ping import install_pre_ping
+from tests import pg
+
+SHORT_WINDOW_S = 0.2
+WAIT_S = 5
+
+
+@pytest.fixture
+def engine(database_url, request):
+    """A bounded engine like the app's, whose connections carry a name of this test's own."""
+    name = f"preping-{request.node.name}"[:48]
+    settings = load_settings(
+        {"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name}
+    )
+    engine = sa.create_engine(settings["DATABASE_URL"], **engine_options(settings))
+    engine.application_name = name
+    yield engine
+    engine.dispose()
+
+
+def backend_pid(engine) -> int:
+    """Check out a connection, return its server pid, check it back in."""
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def terminate_and_wait(application_name: str) -> None:
+    """Terminate our backends and wait until the server has let them go."""
+    pg.admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (application_name,),
+    )
+    deadline = time.monotonic() + WAIT_S
+    while pg.our_backends(application_name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # the goodbye reaches the client socket after the backend exits
+
+
+def test_a_connection_used_within_the_window_is_not_pinged(engine):
+    pre_ping = install_pre_ping(engine, window_s=SHORT_WINDOW_S)
+    first = backend_pid(engine)
+    assert backend_pid(engine) == first
+    assert pre_ping.pings == 0
+
+
+def test_a_connection_idle_past_the_window_is_pinged(engine):
+    pre_ping = install_pre_ping(engine, window_s=SHORT_WINDOW_S)
+    backend_pid(engine)
+    time.sleep(SHORT_WINDOW_S * 1.5)
+    backend_pid(engine)
+    assert pre_ping.pings == 1
+
+
+def test_a_terminated_connection_inside_the_window_heals_without_an_error(engine):
+    pre_ping = install_pre_ping(engine, window_s=60)
+    first = backend_pid(engine)
+    terminate_and_wait(engine.application_name)
+    assert backend_pid(engine) != first
+    assert pre_ping.pings == 1
+
+
+def test_a_terminated_connection_past_the_window_heals_without_an_error(engine):
+    install_pre_ping(engine, window_s=SHORT_WINDOW_S)
+    first = backend_pid(engine)
+    time.sleep(SHORT_WINDOW_S * 1.5)
+    terminate_and_wait(engine.application_name)
+    assert backend_pid(engine) != first
+
+
+def test_after_a_lost_connection_the_others_are_pinged_again(engine):
+    pre_ping = install_pre_ping(engine, window_s=60)
+    lost = engine.connect()
+    backend_pid(engine)  # the other connection, checked in before the loss
+    lost.invalidate()
+    lost.close()
+    assert pre_ping.pings == 0
+    backend_pid(engine)  # the pool hands out the other one first (FIFO)
+    assert pre_ping.pings == 1
+
+
+@pytest.mark.parametrize("wait_past_window", [False, True])
+def test_the_app_serves_every_request_after_its_backends_are_terminated(
+    database_url, wait_past_window
+):
+    from app import create_app
+    from app.database import dispose_engines
+
+    name = f"preping-app-{wait_past_window}"
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name})
+    client = app.test_client()
+    try:
+        assert client.get("/api/services").status_code == 200
+        if wait_past_window:
+            time.sleep(0.6)
+        terminate_and_wait(name)
+        statuses = [client.get("/api/services").status_code for _ in range(50)]
+        assert statuses == [200] * 50
+    finally:
+        dispose_engines(app, close=True)
