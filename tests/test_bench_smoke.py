@@ -1,0 +1,65 @@
+"""The benchmark's smoke run: every scenario for a second, so `python -m bench` never rots."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TIMEOUT_S = 120
+
+
+def require(tool_present: bool, reason: str) -> None:
+    """Skip without the tool on a developer's machine; fail in CI, where it must be."""
+    if tool_present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI lacks what the bench smoke needs: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.mark.process
+def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk is not installed: apt-get install -y wrk")
+    require(
+        importlib.util.find_spec("matplotlib") is not None,
+        "matplotlib is not installed: pip install -r bench/requirements.txt",
+    )
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--runs", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert run["floor"]["requests"] > 0
+    assert run["S1"]["requests"] > 0
+    assert run["S1"]["non_2xx"] == 0
+    overload = run["S5"]
+    assert overload["peak_connections"] <= overload["bound"]
+    assert overload["count_500"] == 0
+    assert run["before"]["count_500"] == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "S1 GET /api/services/<id>" in report
+    for chart in ("throughput.png", "overload_connections.png", "overload_served.png"):
+        assert (tmp_path / chart).stat().st_size > 0
+
+
+def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "apt-get install -y wrk" in finished.stderr
