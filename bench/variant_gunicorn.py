@@ -1,8 +1,8 @@
 """gunicorn settings of the baselines: the real gunicorn.conf.py minus what a baseline lacks.
 
-BENCH_VARIANT=floor serves bench.floor:app with the same server settings and no hooks (it has
-no engine to dispose). BENCH_VARIANT=before serves the real app with the real hooks but no
-budget guard, which would rightly refuse its unbounded pool.
+BENCH_VARIANT=floor serves bench.floor:app with the same server settings and none of the
+hooks (it has no engine or metrics). BENCH_VARIANT=before serves the real app with the real
+hooks but no budget guard, which would rightly refuse its unbounded pool.
 """
 
 import os
@@ -10,15 +10,16 @@ import runpy
 from pathlib import Path
 
 REAL_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-DROPPED = {"floor": {"on_starting", "post_fork", "worker_exit"}, "before": {"on_starting"}}
+
+
+def kept(name: str, value) -> bool:
+    """Whether the baseline keeps this name of the real config."""
+    if name.startswith("_") or name == "on_starting":
+        return False
+    return variant != "floor" or not callable(value)
+
 
 variant = os.environ["BENCH_VARIANT"]
-globals().update(
-    {
-        name: value
-        for name, value in runpy.run_path(str(REAL_CONF)).items()
-        if not name.startswith("_") and name not in DROPPED[variant]
-    }
-)
+globals().update({name: v for name, v in runpy.run_path(str(REAL_CONF)).items() if kept(name, v)})
 if variant == "floor":
     wsgi_app = "bench.floor:app"

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.database import transaction
+from app.database.pre_ping import BYPASS_WINDOW_S
 from app.extensions import db
 from app.models import Service
 
@@ -12,7 +13,9 @@ def test_the_pool_has_the_configured_bounds(app):
     with app.app_context():
         pool = db.engine.pool
         assert (pool.size(), pool._max_overflow, pool.timeout()) == (2, 5, 10)
-        assert pool._pre_ping is True
+        # DB_POOL_PRE_PING's windowed ping replaces SQLAlchemy's own (app/database/pre_ping.py).
+        assert pool._pre_ping is False
+        assert app.extensions["pre_ping"].window_s == BYPASS_WINDOW_S
         assert pool._recycle == 1800
         assert db.engine.url.drivername == "postgresql+psycopg2"
 

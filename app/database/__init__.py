@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     if settings["DB_POOL_PRE_PING"]:
         with app.app_context():
-            install_pre_ping(db.engine)
+            app.extensions["pre_ping"] = install_pre_ping(db.engine)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     app.extensions["health_probe"] = HealthProbe(settings)
 
