@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, database, errors, metrics
+from app import cli, database, errors, hot_path, metrics
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
 from app.extensions import api, cors, limiter
@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app, api)
     errors.init_app(app)
     cli.init_app(app)
+    hot_path.init_app(app)
     return app
 
 
@@ -61,8 +62,9 @@ def register_extensions(app: Flask) -> None:
     api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
     limiter.init_app(app)
-    cors.init_app(
-        app,
-        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-        expose_headers=EXPOSED_HEADERS,
-    )
+    if app.config["CORS_ORIGINS"]:  # With no origin allowed, flask-cors would only cost time.
+        cors.init_app(
+            app,
+            resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+            expose_headers=EXPOSED_HEADERS,
+        )
