@@ -4,7 +4,15 @@ import sqlalchemy as sa
 from flask.views import MethodView
 
 from app.api.blueprint import Blueprint
-from app.api.crud import delete_unreferenced, filter_by, get_or_404, save_changes, save_new, search
+from app.api.crud import (
+    delete_unreferenced,
+    filter_by,
+    get_or_404,
+    read_or_404,
+    save_changes,
+    save_new,
+    search,
+)
 from app.api.pagination import paginate
 from app.models import Service
 from app.schemas.service import (
@@ -43,7 +51,7 @@ class ServiceById(MethodView):
     @blp.response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
-        return get_or_404(Service, service_id, "service")
+        return read_or_404(Service, service_id, "service")
 
     @blp.admin_only
     @blp.arguments(ServiceSchema)
