@@ -106,3 +106,29 @@ def test_the_app_serves_every_request_after_its_backends_are_terminated(
         assert statuses == [200] * 50
     finally:
         dispose_engines(app, close=True)
+
+
+def test_a_connection_lost_after_the_view_answered_does_not_turn_into_a_500(database_url):
+    import sqlalchemy as sa
+
+    from app import create_app
+    from app.database import dispose_engines
+    from app.extensions import db
+
+    name = "lost-before-teardown"
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name})
+
+    def loses_its_connection():
+        db.session.execute(sa.text("SELECT 1"))
+        terminate_and_wait(name)
+        return {"answered": True}
+
+    app.add_url_rule("/test/lose-connection", "lose", loses_its_connection)
+    try:
+        response = app.test_client().get("/test/lose-connection")
+        assert response.status_code == 200
+        with app.app_context():
+            assert db.engine.pool.checkedout() == 0
+        assert app.test_client().get("/api/services").status_code == 200
+    finally:
+        dispose_engines(app, close=True)

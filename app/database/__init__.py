@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 from app.database.engine import engine_options
 from app.database.health import HealthProbe
 from app.database.pre_ping import install_pre_ping
-from app.database.session import transaction
+from app.database.session import remove_session, transaction
 from app.extensions import db, migrate
 
 __all__ = ["dispose_engines", "engine_options", "health_probe", "init_app", "transaction"]
@@ -25,6 +25,8 @@ def init_app(app: Flask) -> None:
     if settings["DB_POOL_PRE_PING"]:
         with app.app_context():
             app.extensions["pre_ping"] = install_pre_ping(db.engine)
+    # Registered after Flask-SQLAlchemy's teardown, so it runs first (teardowns run last-in).
+    app.teardown_appcontext(remove_session)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     app.extensions["health_probe"] = HealthProbe(settings)
 
