@@ -76,7 +76,10 @@ def overload_rows(runs: list[dict], plan: Plan) -> list[str]:
         return "never, within the run" if value is None else f"{value:.1f} s"
 
     def share(key: str) -> str:
-        return f"{aggregate(runs, key, 'share_503'):.1%}"
+        return (
+            f"{aggregate(runs, key, 'share_503'):.1%} of all;"
+            f" {aggregate(runs, key, 'share_503_sent_in_stall'):.0%} of those sent in the stall"
+        )
 
     return [
         "| | ours (bounded pool) | before (limits removed) |",
@@ -174,6 +177,39 @@ def median_ratio(runs: list[dict]) -> float:
     return median([run["ratio_S1_floor"] for run in runs])
 
 
+def target_rows(runs: list[dict], plan: Plan) -> list[str]:
+    """Issue 4's targets, each checked against this run's numbers."""
+    ratio = median_ratio(runs)
+    peak = max(run["S5"]["peak_connections"] for run in runs)
+    count_500 = sum(run["S5"]["count_500"] for run in runs)
+    p99_limit_ms = (plan.overload_pool_timeout_s + 0.25) * 1000
+    p99 = max((run["S5"]["p99_503_ms"] or 0) for run in runs)
+    recoveries = [run["S5"]["recovery_s"] for run in runs]
+    recovered = all(value is not None and value <= 1.0 for value in recoveries)
+    checks = [
+        ("S1 ≥ 0.65× the floor (median)", f"{ratio:.2f}×", ratio >= 0.65),
+        (
+            "S5 peak server connections ≤ bound",
+            f"{peak} ≤ {plan.overload_bound}",
+            peak <= plan.overload_bound,
+        ),
+        ("S5 zero 500s", f"{count_500}", count_500 == 0),
+        (
+            "S5 503 p99 ≤ DB_POOL_TIMEOUT + 0.25 s (worst run)",
+            f"{p99:,.0f} ms ≤ {p99_limit_ms:,.0f} ms",
+            p99 <= p99_limit_ms,
+        ),
+        (
+            "S5 served throughput recovers within 1 s (every run)",
+            ", ".join("never" if v is None else f"{v:.1f} s" for v in recoveries),
+            recovered,
+        ),
+    ]
+    rows = ["| target | measured | met |", "|---|---|---|"]
+    rows += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in checks]
+    return rows
+
+
 def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str) -> Path:
     """Write report.md, the charts and results.json to the plan's out_dir."""
     from bench import charts
@@ -187,6 +223,10 @@ def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str
         "# Benchmark report",
         "",
         *setup_lines(plan, counts, server_version),
+        "",
+        "## Targets",
+        "",
+        *target_rows(runs, plan),
         "",
         "## Throughput (medians)",
         "",

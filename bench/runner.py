@@ -1,13 +1,17 @@
 """One run of every scenario: each server started, loaded, sampled and stopped in turn."""
 
+import json
+import re
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
 
+from bench.dataset import BENCH_PASSWORD, signed_in_emails
 from bench.load import Load, read_records, run_wrk
 from bench.plan import Plan
 from bench.sampler import Sampler, Samples
@@ -16,16 +20,23 @@ from bench.stats import per_bin, percentile, recovery_s
 from tests.pg import ADMIN_DSN
 
 SECRET_KEY = "bench-secret-key"
+# gunicorn's default access line: … "GET /path HTTP/1.1" 200 …
+ACCESS_LINE = re.compile(r'" \d{3} ')
 
 
 @dataclass(frozen=True)
 class Target:
-    """The database a run works against, and what is in it."""
+    """The database a run works against, what is in it, and where tokens go."""
 
     url: str
     max_service_id: int
-    tokens_path: Path | None
-    skip_reason: str | None
+    api_ready: bool
+    work_dir: Path
+
+    @property
+    def tokens_path(self) -> Path:
+        """The file S2–S4's wrk scripts read bearer tokens from."""
+        return self.work_dir / "tokens.txt"
 
 
 def environment(plan: Plan, url: str, application_name: str, overload: bool) -> dict[str, str]:
@@ -148,6 +159,7 @@ def overload_result(plan, summary, samples, records, stall: Stall, started_at: f
         "requests": len(records),
         "statuses": {str(status): count for status, count in sorted(statuses.items())},
         "share_503": statuses[503] / len(records) if records else 0.0,
+        "share_503_sent_in_stall": share_503_sent_in_stall(records, stall),
         "p50_503_ms": ms(percentile(latencies_503, 50)),
         "p99_503_ms": ms(percentile(latencies_503, 99)),
         "count_500": statuses[500],
@@ -161,6 +173,16 @@ def overload_result(plan, summary, samples, records, stall: Stall, started_at: f
         "timeline": timeline(records, samples, started_at, stall),
         "peak_worker_rss_mib": samples.peak_worker_rss_mib,
     }
+
+
+def share_503_sent_in_stall(records, stall: Stall) -> float:
+    """Of the requests sent while the database was stalled, the share answered 503."""
+    statuses = [
+        status
+        for ended, status, latency in records
+        if stall.started_at <= ended - latency < stall.ended_at
+    ]
+    return statuses.count(503) / len(statuses) if statuses else 0.0
 
 
 def timeline(records, samples: Samples, started_at: float, stall: Stall) -> dict:
@@ -181,34 +203,59 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def with_server(spec: ServerSpec, action):
-    """Start the server, run action(server), and always stop it."""
+def with_server(spec: ServerSpec, action, log_dir: Path):
+    """Start the server, run action(server), always stop it and keep its log."""
     server = start_server(spec)
     try:
         return action(server)
     finally:
         server.stop()
+        keep_server_log(server, log_dir)
 
 
-def run_once(plan: Plan, target: Target, run_index: int, work_dir: Path) -> dict:
+def keep_server_log(server: Server, log_dir: Path) -> None:
+    """Write the server's log without its access lines, to explain any 500 or crash."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    lines = [line for line in server.log_lines if not ACCESS_LINE.search(line)]
+    name = server.spec.environment["DB_APPLICATION_NAME"]
+    (log_dir / f"{name}.log").write_text("\n".join(lines) + "\n")
+
+
+def sign_in(base_url: str, emails: list[str]) -> list[str]:
+    """Log each user in through POST /api/auth/login; return their bearer tokens."""
+    tokens = []
+    for email in emails:
+        body = json.dumps({"email": email, "password": BENCH_PASSWORD}).encode()
+        request = urllib.request.Request(
+            base_url + "/api/auth/login", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            tokens.append(json.load(response)["token"])
+    return tokens
+
+
+def run_once(plan: Plan, target: Target, run_index: int) -> dict:
     """Every scenario once, each against its own freshly started server."""
     results = {}
     service_args = (str(target.max_service_id),)
     results["floor"] = with_server(
         server_spec(plan, target.url, "floor", run_index),
         lambda server: run_throughput(plan, server, "services.lua", service_args),
+        plan.out_dir / "logs",
     )
     results.update(
         with_server(
             server_spec(plan, target.url, "app", run_index),
             lambda server: run_app_scenarios(plan, server, target),
+            plan.out_dir / "logs",
         )
     )
     for label, key in (("overload", "S5"), ("before", "before")):
-        records = work_dir / f"{key}-run{run_index}.records"
+        records = target.work_dir / f"{key}-run{run_index}.records"
         results[key] = with_server(
             server_spec(plan, target.url, label, run_index),
             lambda server, records=records: run_overload(plan, server, target, records),
+            plan.out_dir / "logs",
         )
     results["ratio_S1_floor"] = results["S1"]["throughput_rps"] / results["floor"]["throughput_rps"]
     return results
@@ -218,8 +265,9 @@ def run_app_scenarios(plan: Plan, server: Server, target: Target) -> dict:
     """S1, then S2–S4 when the API's tables exist."""
     service_args = (str(target.max_service_id),)
     results = {"S1": run_throughput(plan, server, "services.lua", service_args)}
-    if target.skip_reason:
+    if not target.api_ready:
         return results
+    target.tokens_path.write_text("\n".join(sign_in(server.base_url, signed_in_emails())))
     tokens = str(target.tokens_path)
     for key, script, args in (
         ("S2", "orders.lua", (tokens,)),
