@@ -1,6 +1,7 @@
 """`python -m bench`: create, migrate and load a database, run every scenario, report."""
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -54,6 +55,8 @@ def server_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 2 when a tool is missing."""
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers stop and the database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if problem := missing_tools():
         print(problem, file=sys.stderr)
         return 2

@@ -4,8 +4,31 @@ import flask
 import pytest
 
 from app import create_app
+from app.extensions import limiter
 
 SQLITE_SETTINGS = {"DATABASE_URL": "sqlite://", "SECRET_KEY": "x"}
+
+
+def test_a_decorated_rate_limit_still_applies():
+    app = create_app(SQLITE_SETTINGS)
+
+    @limiter.limit("2/minute")
+    def limited():
+        return {"ok": True}
+
+    app.add_url_rule("/test/limited", "limited", limited)
+    client = app.test_client()
+    statuses = [client.get("/test/limited").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_the_app_wide_check_stays_when_there_are_default_limits():
+    app = create_app({**SQLITE_SETTINGS, "RATELIMIT_DEFAULT": "2/minute"})
+    try:
+        statuses = [app.test_client().get("/api/health/live").status_code for _ in range(3)]
+    finally:
+        limiter.limit_manager.set_default_limits([])
+    assert statuses == [200, 200, 429]
 
 
 @pytest.mark.parametrize(
