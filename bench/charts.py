@@ -48,7 +48,13 @@ def connections_chart(run: dict, plan: Plan, path: Path) -> str:
     for key, label, color in SIDES:
         points = run[key]["timeline"]["connections"]
         axes.step(
-            [t for t, _ in points], [c for _, c in points], where="post", label=label, color=color
+            [t for t, _ in points],
+            [c for _, c in points],
+            where="post",
+            label=label,
+            color=color,
+            linewidth=2.5 if key == "S5" else 1.5,
+            zorder=3 if key == "S5" else 2,
         )
     axes.axhline(
         plan.overload_bound,
