@@ -62,13 +62,19 @@ def connections_chart(run: dict, plan: Plan, path: Path) -> str:
         color="black",
         label=f"bound: workers × (pool_size + max_overflow) = {plan.overload_bound}",
     )
+    axes.axhline(
+        plan.overload_ceiling,
+        linestyle=":",
+        color="tab:red",
+        label=f"ceiling: the role's CONNECTION LIMIT {plan.overload_ceiling}",
+    )
     label_timeline(axes, run, "server connections (pg_stat_activity)")
     axes.set_title("S5: server connections while the database stalls")
     return save(figure, path)
 
 
 def served_chart(run: dict, path: Path) -> str:
-    """Served (2xx) and rejected (503) responses per 100 ms in S5."""
+    """Served (2xx) and failed (every other status) responses per 100 ms in S5."""
     figure, axes = plt.subplots(figsize=(8, 4))
     for key, label, color in SIDES:
         timeline = run[key]["timeline"]
@@ -76,17 +82,17 @@ def served_chart(run: dict, path: Path) -> str:
         axes.plot(
             [i * BIN_S for i in range(len(served))], served, label=f"{label}: 2xx", color=color
         )
-        rejected = timeline["rejected_per_100ms"]
-        if any(rejected):
+        failed = timeline["failed_per_100ms"]
+        if any(failed):
             axes.plot(
-                [i * BIN_S for i in range(len(rejected))],
-                rejected,
+                [i * BIN_S for i in range(len(failed))],
+                failed,
                 linestyle=":",
-                label=f"{label}: 503",
+                label=f"{label}: errors",
                 color=color,
             )
     label_timeline(axes, run, "responses per 100 ms")
-    axes.set_title("S5: served and rejected requests around the stall")
+    axes.set_title("S5: served and failed requests around the stall")
     return save(figure, path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench import dataset
+from bench import ceiling, dataset
 from bench.load import WrkMissing, require_wrk
 from bench.plan import make_plan
 from bench.runner import Target, run_once
@@ -64,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
         args.smoke, args.runs, args.out, workers=args.workers, pre_ping=not args.no_pre_ping
     )
     name, url = dataset.create_database()
+    role = None
     try:
         counts = dataset.load(url, plan.size)
         print(f"bench: database {name} loaded: {counts}", flush=True)
-        runs = run_all(plan, url, counts)
+        role = ceiling.create_role(url, plan.overload_ceiling)
+        runs = run_all(plan, url, ceiling.url_as(url, role), counts)
     finally:
-        dataset.drop_database(name)
+        try:
+            dataset.drop_database(name)
+        finally:
+            if role:
+                ceiling.drop_role(role)
     from bench.report import write_report
 
     path = write_report(plan, runs, counts, server_version())
@@ -78,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_all(plan, url: str, counts: dict[str, int]) -> list[dict]:
+def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[dict]:
     """Every run, printing a line per scenario as it finishes."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
-        target = Target(url, counts["max_services_id"], "orders" in counts, Path(work_dir))
+        target = Target(
+            url, overload_url, counts["max_services_id"], "orders" in counts, Path(work_dir)
+        )
         if not target.api_ready:
             print("bench: no users and orders tables (the API has not landed): S2–S4 skipped")
         for index in range(plan.runs):
@@ -99,5 +107,6 @@ def summary_line(result: dict) -> str:
         f"floor {floor['throughput_rps']:.0f} req/s, S1 {s1['throughput_rps']:.0f}"
         f" ({result['ratio_S1_floor']:.2f}×); S5 peak {s5['peak_connections']}/{s5['bound']}"
         f" 503s {s5['share_503']:.0%} p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
-        f" before peak {before['peak_connections']}"
+        f" before peak {before['peak_connections']}/{before['ceiling']},"
+        f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']}"
     )

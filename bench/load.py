@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 INSTALL_HINT = (
@@ -78,10 +79,31 @@ def parse_summary(stdout: str, stderr: str) -> dict:
     raise RuntimeError(f"wrk printed no summary:\n{stdout}\n{stderr}")
 
 
-def read_records(path: Path) -> list[tuple[float, int, float]]:
-    """(end time, status, latency seconds) of every response overload.lua recorded."""
+class Record(NamedTuple):
+    """One response overload.lua recorded."""
+
+    ended_at: float
+    status: int
+    latency_s: float
+    error_code: str | None
+
+    @property
+    def sent_at(self) -> float:
+        """When the request was sent."""
+        return self.ended_at - self.latency_s
+
+    @property
+    def served(self) -> bool:
+        """Whether the request was answered with a 2xx."""
+        return 200 <= self.status < 300
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every response overload.lua recorded, in the order its threads wrote them."""
     records = []
     for line in path.read_text().splitlines():
-        ended_at, status, latency_s = line.split()
-        records.append((float(ended_at), int(status), float(latency_s)))
+        ended_at, status, latency_s, code = line.split()
+        records.append(
+            Record(float(ended_at), int(status), float(latency_s), None if code == "-" else code)
+        )
     return records

@@ -54,6 +54,10 @@ class Plan:
     overload_pool_size: int = 1
     overload_max_overflow: int = 0
     overload_pool_timeout_s: float = 1.0
+    # S5's servers connect as a role limited to this many connections, a small server's
+    # max_connections in miniature (bench/ceiling.py): twice our worst case with its health
+    # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
+    overload_ceiling: int = 8
     signed_in_users: int = 32
     run_id: str = field(default_factory=lambda: str(os.getpid()))
 

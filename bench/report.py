@@ -64,53 +64,106 @@ def overload_rows(runs: list[dict], plan: Plan) -> list[str]:
     def both(label: str, render) -> str:
         return f"| {label} | {render('S5')} | {render('before')} |"
 
-    def statuses(key: str) -> str:
-        totals: dict[str, int] = {}
-        for run in runs:
-            for status, count in run[key]["statuses"].items():
-                totals[status] = totals.get(status, 0) + count
-        return ", ".join(f"{status}: {count:,}" for status, count in totals.items()) or "–"
+    def total(key: str, field: str) -> int:
+        return sum(run[key][field] for run in runs)
 
-    def recovery(key: str) -> str:
-        value = aggregate(runs, key, "recovery_s")
-        return "never, within the run" if value is None else f"{value:.1f} s"
-
-    def share(key: str) -> str:
-        return (
-            f"{aggregate(runs, key, 'share_503'):.1%} of all;"
-            f" {aggregate(runs, key, 'share_503_sent_in_stall'):.0%} of those sent in the stall"
-        )
+    def middle(key: str, field: str, digits: int = 0) -> str:
+        return fmt(aggregate(runs, key, field), digits)
 
     return [
         "| | ours (bounded pool) | before (limits removed) |",
         "|---|---|---|",
         both("pool per worker", lambda key: pool_text(plan, key)),
-        both("responses by status (all runs)", statuses),
-        both("share of 503s (median)", share),
+        both("peak server connections (max over runs)", lambda key: peak_text(runs, plan, key)),
+        both("another client's connects refused (all runs)", lambda key: neighbour_text(runs, key)),
+        both("server refusals in the app's log (all runs)", lambda key: refusals_text(runs, key)),
+        both("responses by status (all runs)", lambda key: statuses_text(runs, key)),
+        both("error codes (all runs)", lambda key: codes_text(runs, key)),
         both(
-            "503 p50 / p99, ms (median)",
+            "share of errors: all / answered before the stall (median)",
             lambda key: (
-                f"{fmt(aggregate(runs, key, 'p50_503_ms'), 0)}"
-                f" / {fmt(aggregate(runs, key, 'p99_503_ms'), 0)}"
+                f"{aggregate(runs, key, 'error_share'):.1%}"
+                f" / {aggregate(runs, key, 'error_share_answered_before_stall'):.1%}"
             ),
         ),
-        both("500s (all runs)", lambda key: fmt(sum(run[key]["count_500"] for run in runs))),
+        both("sent during the stall: statuses (all runs)", lambda key: stall_statuses(runs, key)),
+        both("sent during the stall: p50 / p99 ms (median)", lambda key: stall_latency(runs, key)),
+        both(
+            "503 p50 / p99 ms (median)",
+            lambda key: f"{middle(key, 'p50_503_ms')} / {middle(key, 'p99_503_ms')}",
+        ),
+        both("500s (all runs)", lambda key: fmt(total(key, "count_500"))),
         both(
             "timeouts, socket errors (all runs)",
-            lambda key: (
-                fmt(sum(run[key]["timeouts"] for run in runs))
-                + ", "
-                + fmt(sum(run[key]["socket_errors"] for run in runs))
-            ),
+            lambda key: f"{fmt(total(key, 'timeouts'))}, {fmt(total(key, 'socket_errors'))}",
         ),
-        both(
-            "peak server connections (max over runs)",
-            lambda key: (
-                fmt(max(run[key]["peak_connections"] for run in runs)) + bound_text(plan, key)
-            ),
-        ),
-        both("served throughput back to half its steady rate after the stall (median)", recovery),
+        both("served back to half its own steady rate within 1 s", lambda key: recovery(runs, key)),
     ]
+
+
+def peak_text(runs: list[dict], plan: Plan, key: str) -> str:
+    """The peak of one side against its bound (ours) and the ceiling (both)."""
+    peak = max(run[key]["peak_connections"] for run in runs)
+    bound = f"bound {plan.overload_bound}, " if key == "S5" else ""
+    return f"{fmt(peak)} ({bound}ceiling {plan.overload_ceiling})"
+
+
+def neighbour_text(runs: list[dict], key: str) -> str:
+    """How many of the neighbour's connection attempts the server refused."""
+    refused = sum(run[key]["neighbour"]["refused"] for run in runs)
+    attempts = sum(run[key]["neighbour"]["attempts"] for run in runs)
+    return f"{refused:,} of {attempts:,}"
+
+
+def refusals_text(runs: list[dict], key: str) -> str:
+    """The server's FATAL errors the app logged, by text."""
+    totals = add_up(run[key]["server_errors"] for run in runs)
+    return "; ".join(f"{count:,} × `{text}`" for text, count in totals.items()) or "none"
+
+
+def statuses_text(runs: list[dict], key: str) -> str:
+    """Responses as 200 / 503 / 500 / other, always naming the 500s."""
+    totals = add_up(run[key]["statuses"] for run in runs)
+    other = sum(count for status, count in totals.items() if status not in {"200", "503", "500"})
+    named = [f"{status}: {totals.get(status, 0):,}" for status in ("200", "503", "500")]
+    return ", ".join([*named, f"other: {other:,}"])
+
+
+def codes_text(runs: list[dict], key: str) -> str:
+    """The error codes of the failed responses."""
+    totals = add_up(run[key]["error_codes"] for run in runs)
+    return ", ".join(f"`{code}` {count:,}" for code, count in totals.items()) or "none"
+
+
+def stall_statuses(runs: list[dict], key: str) -> str:
+    """How the requests sent during the stall were answered."""
+    totals = add_up(run[key]["sent_in_stall"]["statuses"] for run in runs)
+    return ", ".join(f"{status}: {count:,}" for status, count in sorted(totals.items())) or "–"
+
+
+def stall_latency(runs: list[dict], key: str) -> str:
+    """p50 / p99 of the requests sent during the stall, each the median over runs."""
+    return " / ".join(
+        fmt(median([run[key]["sent_in_stall"][field] for run in runs]), 0)
+        for field in ("p50_ms", "p99_ms")
+    )
+
+
+def recovery(runs: list[dict], key: str) -> str:
+    """Whether every run served again within 1 s of the stall ending, and how soon."""
+    values = [run[key]["recovery_s"] for run in runs]
+    seconds = ", ".join("never" if value is None else f"{value:.1f} s" for value in values)
+    met = all(run[key]["recovered_within_1s"] for run in runs)
+    return f"{'yes' if met else 'no'} ({seconds})"
+
+
+def add_up(counters) -> dict[str, int]:
+    """Counts of the same keys summed over runs."""
+    totals: dict[str, int] = {}
+    for counter in counters:
+        for name, count in counter.items():
+            totals[name] = totals.get(name, 0) + count
+    return totals
 
 
 def pool_text(plan: Plan, key: str) -> str:
@@ -121,11 +174,6 @@ def pool_text(plan: Plan, key: str) -> str:
         f"size {plan.overload_pool_size}, overflow {plan.overload_max_overflow},"
         f" timeout {plan.overload_pool_timeout_s:g} s"
     )
-
-
-def bound_text(plan: Plan, key: str) -> str:
-    """The bound that peak is held against, for our side."""
-    return f" (bound {plan.overload_bound})" if key == "S5" else " (no bound)"
 
 
 def git_commit() -> str:
@@ -157,6 +205,10 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
         f" {plan.overload_connections} clients (10× the pool capacity);"
         f" `LOCK TABLE services IN ACCESS EXCLUSIVE MODE` held {d.stall_s} s after"
         f" {d.before_stall_s} s of steady load, then {d.after_stall_s} s more.",
+        f"- S5's connection ceiling: both sides connect as a throwaway role with"
+        f" `CONNECTION LIMIT {plan.overload_ceiling}`, a small server's `max_connections` in"
+        f" miniature; ours runs with DB_CONNECTION_BUDGET={plan.overload_ceiling}. Another"
+        " client of the same role tries to connect every 100 ms throughout.",
         "- Server connections: `pg_stat_activity` rows with the run's `application_name`,"
         " sampled every 100 ms. RSS: the largest worker's resident memory.",
     ]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import psycopg2
 
+from bench.ceiling import Neighbour, server_words
 from bench.dataset import BENCH_PASSWORD, signed_in_emails
-from bench.load import Load, read_records, run_wrk
+from bench.load import Load, Record, read_records, run_wrk
 from bench.plan import Plan
 from bench.sampler import Sampler, Samples
 from bench.servers import Server, ServerSpec, start_server
@@ -29,6 +30,7 @@ class Target:
     """The database a run works against, what is in it, and where tokens go."""
 
     url: str
+    overload_url: str
     max_service_id: int
     api_ready: bool
     work_dir: Path
@@ -61,11 +63,14 @@ def application_name(plan: Plan, label: str, run_index: int) -> str:
     return f"bench{plan.run_id}-r{run_index}-{label}"
 
 
-def server_spec(plan: Plan, url: str, label: str, run_index: int) -> ServerSpec:
+def server_spec(plan: Plan, target: Target, label: str, run_index: int) -> ServerSpec:
     """The server behind a label: floor, app (S1–S4), overload (S5) or before."""
     name = application_name(plan, label, run_index)
     overload = label in {"overload", "before"}
-    env = environment(plan, url, name, overload)
+    env = environment(plan, target.overload_url if overload else target.url, name, overload)
+    if label == "overload":
+        # The ceiling is all this deployment may hold: its own budget guard checks it.
+        env["DB_CONNECTION_BUDGET"] = str(plan.overload_ceiling)
     if label == "before":
         # Pool limits removed: an overflow the size of SPEC's ceiling, no budget guard.
         env["DB_MAX_OVERFLOW"] = "1000"
@@ -144,22 +149,33 @@ def run_overload(plan: Plan, server: Server, target: Target, records: Path) -> d
     stall = Stall(target.url, durations.before_stall_s, durations.stall_s)
     started_at = time.time()
     stall.thread.start()
-    summary, samples = sampled_wrk(server, load, records)
+    with Neighbour(target.overload_url) as neighbour:
+        summary, samples = sampled_wrk(server, load, records)
     stall.thread.join()
-    return overload_result(plan, summary, samples, read_records(records), stall, started_at)
+    result = overload_result(plan, summary, samples, read_records(records), stall, started_at)
+    result["server_errors"] = server_errors(server.log_lines)
+    result["neighbour"] = neighbour.result()
+    return result
 
 
 def overload_result(plan, summary, samples, records, stall: Stall, started_at: float) -> dict:
-    """What the report shows of S5: 503s, 500s, connections against the bound, recovery."""
-    statuses = Counter(status for _, status, _ in records)
-    latencies_503 = [latency for _, status, latency in records if status == 503]
-    served = [ended for ended, status, _ in records if 200 <= status < 300]
+    """What the report shows of S5: statuses, errors, stall latency, connections, recovery."""
+    statuses = Counter(record.status for record in records)
+    latencies_503 = [record.latency_s for record in records if record.status == 503]
+    served = [record.ended_at for record in records if record.served]
     steady = (started_at + 0.3, stall.started_at)
+    recovery = recovery_s(served, steady, stall.ended_at)
     return {
         "requests": len(records),
         "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "error_codes": error_codes(records),
+        "error_share": error_share(records),
         "share_503": statuses[503] / len(records) if records else 0.0,
         "share_503_sent_in_stall": share_503_sent_in_stall(records, stall),
+        "error_share_answered_before_stall": error_share(
+            [r for r in records if r.ended_at < stall.started_at]
+        ),
+        "sent_in_stall": sent_in_stall_result(records, stall),
         "p50_503_ms": ms(percentile(latencies_503, 50)),
         "p99_503_ms": ms(percentile(latencies_503, 99)),
         "count_500": statuses[500],
@@ -169,31 +185,62 @@ def overload_result(plan, summary, samples, records, stall: Stall, started_at: f
         "timeouts": summary["timeouts"],
         "peak_connections": samples.peak_connections,
         "bound": plan.overload_bound,
-        "recovery_s": recovery_s(served, steady, stall.ended_at),
+        "ceiling": plan.overload_ceiling,
+        "recovery_s": recovery,
+        "recovered_within_1s": recovery is not None and recovery <= 1.0,
         "timeline": timeline(records, samples, started_at, stall),
         "peak_worker_rss_mib": samples.peak_worker_rss_mib,
     }
 
 
-def share_503_sent_in_stall(records, stall: Stall) -> float:
+def error_codes(records: list[Record]) -> dict[str, int]:
+    """How many failed responses carried each error code (the status when there was none)."""
+    return dict(Counter(r.error_code or str(r.status) for r in records if not r.served))
+
+
+def error_share(records: list[Record]) -> float:
+    """The share of records not answered with a 2xx."""
+    return sum(not record.served for record in records) / len(records) if records else 0.0
+
+
+def sent_during(records: list[Record], stall: Stall) -> list[Record]:
+    """The responses to requests sent while the database was stalled."""
+    return [r for r in records if stall.started_at <= r.sent_at < stall.ended_at]
+
+
+def share_503_sent_in_stall(records: list[Record], stall: Stall) -> float:
     """Of the requests sent while the database was stalled, the share answered 503."""
-    statuses = [
-        status
-        for ended, status, latency in records
-        if stall.started_at <= ended - latency < stall.ended_at
-    ]
+    statuses = [record.status for record in sent_during(records, stall)]
     return statuses.count(503) / len(statuses) if statuses else 0.0
 
 
-def timeline(records, samples: Samples, started_at: float, stall: Stall) -> dict:
+def sent_in_stall_result(records: list[Record], stall: Stall) -> dict:
+    """How the requests sent during the stall were answered, and how long each took."""
+    during = sent_during(records, stall)
+    latencies = [record.latency_s for record in during]
+    return {
+        "requests": len(during),
+        "statuses": dict(Counter(str(record.status) for record in during)),
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p99_ms": ms(percentile(latencies, 99)),
+    }
+
+
+def server_errors(log_lines: list[str]) -> dict[str, int]:
+    """The server's FATAL errors the app logged, e.g. too many connections, by text."""
+    found = Counter(server_words(line) for line in log_lines if "FATAL:" in line)
+    return dict(found.most_common())
+
+
+def timeline(records: list[Record], samples: Samples, started_at: float, stall: Stall) -> dict:
     """Series for the S5 charts, in seconds from the start of the run."""
-    served = [ended for ended, status, _ in records if 200 <= status < 300]
-    rejected = [ended for ended, status, _ in records if status == 503]
-    end = max((ended for ended, _, _ in records), default=started_at)
+    served = [record.ended_at for record in records if record.served]
+    failed = [record.ended_at for record in records if not record.served]
+    end = max((record.ended_at for record in records), default=started_at)
     return {
         "stall": [stall.started_at - started_at, stall.ended_at - started_at],
         "served_per_100ms": per_bin(served, started_at, end),
-        "rejected_per_100ms": per_bin(rejected, started_at, end),
+        "failed_per_100ms": per_bin(failed, started_at, end),
         "connections": [(moment - started_at, count) for moment, count in samples.connections],
     }
 
@@ -239,13 +286,13 @@ def run_once(plan: Plan, target: Target, run_index: int) -> dict:
     results = {}
     service_args = (str(target.max_service_id),)
     results["floor"] = with_server(
-        server_spec(plan, target.url, "floor", run_index),
+        server_spec(plan, target, "floor", run_index),
         lambda server: run_throughput(plan, server, "services.lua", service_args),
         plan.out_dir / "logs",
     )
     results.update(
         with_server(
-            server_spec(plan, target.url, "app", run_index),
+            server_spec(plan, target, "app", run_index),
             lambda server: run_app_scenarios(plan, server, target),
             plan.out_dir / "logs",
         )
@@ -253,7 +300,7 @@ def run_once(plan: Plan, target: Target, run_index: int) -> dict:
     for label, key in (("overload", "S5"), ("before", "before")):
         records = target.work_dir / f"{key}-run{run_index}.records"
         results[key] = with_server(
-            server_spec(plan, target.url, label, run_index),
+            server_spec(plan, target, label, run_index),
             lambda server, records=records: run_overload(plan, server, target, records),
             plan.out_dir / "logs",
         )
