@@ -8,7 +8,6 @@ hold more than the limit on the shared server. Superusers are exempt from role l
 the stall, the sampler and the clean-up (all as postgres) always get in.
 """
 
-import threading
 import uuid
 from collections import Counter
 
@@ -16,6 +15,7 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from tests.pg import admin_execute
+from tests.probes import BackgroundLoop
 
 NEIGHBOUR_INTERVAL_S = 0.1
 GRANTS = (
@@ -57,34 +57,24 @@ def url_as(database_url: str, role: str) -> str:
     return make_url(database_url).set(username=role).render_as_string(hide_password=False)
 
 
-class Neighbour:
+class Neighbour(BackgroundLoop):
     """Another client of the same small server (a cron job, psql): connects every 100 ms.
 
     What operators are paged for is not the app's own errors but everyone else refused a
     connection; this counts those refusals. Use as a context manager around the load.
     """
 
+    interval_s = NEIGHBOUR_INTERVAL_S
+
     def __init__(self, url: str):
         self.url = url
         self.attempts = 0
         self.refusals: Counter[str] = Counter()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def __enter__(self) -> "Neighbour":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stopping.set()
-        self.thread.join()
-
-    def run(self) -> None:
-        """Try to connect every NEIGHBOUR_INTERVAL_S until stopped."""
-        while not self.stopping.is_set():
-            self.attempts += 1
-            self.try_to_connect()
-            self.stopping.wait(NEIGHBOUR_INTERVAL_S)
+    def tick(self) -> None:
+        """One connection attempt."""
+        self.attempts += 1
+        self.try_to_connect()
 
     def try_to_connect(self) -> None:
         """Connect and close at once; count a refusal by the server's words."""

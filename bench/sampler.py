@@ -1,12 +1,12 @@
 """Sample our server connections (pg_stat_activity) and worker memory every 100 ms."""
 
-import threading
 import time
 from dataclasses import dataclass, field
 
 import psycopg2
 
 from bench.servers import Server, rss_mib
+from tests.probes import BackgroundLoop
 
 INTERVAL_S = 0.1
 OUR_CONNECTIONS = (
@@ -33,37 +33,29 @@ class Samples:
         return max((rss for _, rss in self.worker_rss_mib), default=0.0)
 
 
-class Sampler:
-    """A background thread that samples until stopped; use as a context manager."""
+class Sampler(BackgroundLoop):
+    """Samples in the background while entered, every INTERVAL_S."""
+
+    interval_s = INTERVAL_S
 
     def __init__(self, admin_dsn: str, application_name: str, server: Server):
         self.admin_dsn = admin_dsn
         self.application_name = application_name
         self.server = server
         self.samples = Samples()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def __enter__(self) -> "Sampler":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stopping.set()
-        self.thread.join()
 
     def run(self) -> None:
-        """Sample every INTERVAL_S on an autocommit connection of the sampler's own."""
-        connection = psycopg2.connect(self.admin_dsn, application_name="bench-sampler")
-        connection.autocommit = True
-        next_at = time.monotonic()
+        """Sample on an autocommit connection of the sampler's own, closed when stopped."""
+        self.connection = psycopg2.connect(self.admin_dsn, application_name="bench-sampler")
+        self.connection.autocommit = True
         try:
-            while not self.stopping.is_set():
-                self.sample(connection)
-                next_at += INTERVAL_S
-                self.stopping.wait(max(0.0, next_at - time.monotonic()))
+            super().run()
         finally:
-            connection.close()
+            self.connection.close()
+
+    def tick(self) -> None:
+        """One sample."""
+        self.sample(self.connection)
 
     def sample(self, connection) -> None:
         """Take one sample of connections and worker memory."""

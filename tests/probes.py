@@ -25,37 +25,55 @@ def table_locked(database_url: str, table: str = "services"):
         connection.close()
 
 
-class ConnectionSampler:
-    """Samples how many server connections carry exactly our application_name."""
+class BackgroundLoop:
+    """Calls tick() every interval_s on a daemon thread for as long as it is entered."""
 
-    def __init__(self, application_name: str, interval_s: float = 0.05):
-        self.application_name, self.interval_s = application_name, interval_s
-        self.samples: list[int] = []
-        self.stopped = threading.Event()
+    interval_s = 0.1
+
+    def __enter__(self):
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join()
 
     def run(self) -> None:
-        """Sample until stopped."""
-        while not self.stopped.is_set():
-            rows = pg.admin_execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (self.application_name,),
-            )
-            self.samples.append(rows[0][0])
-            time.sleep(self.interval_s)
+        """Tick on a fixed schedule until stopped (a slow tick does not shift the next)."""
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            self.tick()
+            next_at += self.interval_s
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+    def tick(self) -> None:
+        """One round of the loop's work."""
+        raise NotImplementedError
+
+
+class ConnectionSampler(BackgroundLoop):
+    """Samples how many server connections carry exactly our application_name."""
+
+    interval_s = 0.05
+
+    def __init__(self, application_name: str):
+        self.application_name = application_name
+        self.samples: list[int] = []
+
+    def tick(self) -> None:
+        """Take one sample."""
+        rows = pg.admin_execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (self.application_name,),
+        )
+        self.samples.append(rows[0][0])
 
     @property
     def peak(self) -> int:
         """The most connections seen at once."""
         return max(self.samples, default=0)
-
-    def __enter__(self) -> "ConnectionSampler":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        self.thread.join()
 
 
 @dataclass
