@@ -1,8 +1,17 @@
-"""The Core read behind GET /api/services/<id> answers exactly what the ORM object did."""
+"""The Core read behind GET /api/services/<id>: what the ORM object said, in one round trip."""
 
-from app.database import transaction
+import pytest
+import sqlalchemy as sa
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
+
+from app import create_app
+from app.config import load_settings
+from app.database import dispose_engines, transaction
+from app.database.reads import untransacted
+from app.extensions import db
 from app.models import Service
 from app.schemas.service import ServiceSchema
+from tests.conftest import PASSWORD, TEST_SETTINGS
 
 
 def test_a_service_reads_the_same_as_its_orm_object(app, client):
@@ -20,3 +29,98 @@ def test_a_missing_service_is_a_404_in_the_one_error_shape(client):
     response = client.get("/api/services/987654")
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def engine(database_url):
+    """An engine of its own, outside the tests' joined transaction, as a worker's pool is."""
+    url = load_settings({"DATABASE_URL": database_url, "SECRET_KEY": "x"})["DATABASE_URL"]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    yield engine
+    engine.dispose()
+
+
+def transaction_status(connection) -> int:
+    """libpq's transaction status of the connection's DBAPI connection."""
+    return connection.connection.dbapi_connection.get_transaction_status()
+
+
+def test_an_untransacted_read_sends_no_begin_and_switches_autocommit_back(engine):
+    with engine.connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        with untransacted(connection):
+            assert dbapi_connection.autocommit is True
+            assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
+            assert transaction_status(connection) == TRANSACTION_STATUS_IDLE
+        assert dbapi_connection.autocommit is False
+        connection.execute(sa.text("SELECT 1"))
+        assert transaction_status(connection) == TRANSACTION_STATUS_INTRANS
+
+
+def test_inside_a_transaction_the_read_joins_it(engine):
+    with engine.connect() as connection:
+        first = connection.execute(sa.text("SELECT txid_current()")).scalar_one()
+        with untransacted(connection):
+            assert connection.connection.dbapi_connection.autocommit is False
+            same = connection.execute(sa.text("SELECT txid_current()")).scalar_one()
+        assert same == first
+
+
+def test_a_failed_read_still_switches_autocommit_back(engine):
+    with engine.connect() as connection:
+        with pytest.raises(sa.exc.DataError), untransacted(connection):
+            connection.execute(sa.text("SELECT 1 / 0"))
+        assert connection.connection.dbapi_connection.autocommit is False
+        assert connection.execute(sa.text("SELECT 2")).scalar_one() == 2
+
+
+def test_a_lost_connection_raises_its_own_error_and_is_invalidated(engine):
+    with engine.connect() as connection:
+        with pytest.raises(sa.exc.OperationalError) as lost, untransacted(connection):
+            connection.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        assert lost.value.connection_invalidated
+        assert connection.invalidated
+
+
+def test_other_drivers_run_the_block_as_is(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'reads.db'}")
+    with engine.connect() as connection, untransacted(connection):
+        assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
+    engine.dispose()
+
+
+@pytest.fixture
+def committing_app(server_database_url):
+    """The app on a database of this module's own, whose requests commit for real."""
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": server_database_url})
+    yield app
+    dispose_engines(app, close=True)
+
+
+def statuses_of_statements(app) -> list[int]:
+    """A list that fills with each statement's transaction status as it finishes."""
+    statuses = []
+    with app.app_context():
+        sa.event.listen(
+            db.engine,
+            "after_cursor_execute",
+            lambda connection, *_: statuses.append(transaction_status(connection)),
+        )
+    return statuses
+
+
+def test_signed_in_reads_open_no_transaction_and_writes_still_do(committing_app):
+    client = committing_app.test_client()
+    credentials = {"email": "reader@example.com", "password": PASSWORD}
+    client.post("/api/auth/register", json={**credentials, "name": "Reader"})
+    token = client.post("/api/auth/login", json=credentials).json["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses = statuses_of_statements(committing_app)
+    assert client.get("/api/orders", headers=headers).status_code == 200
+    assert client.get("/api/services/1").status_code == 404
+    assert len(statuses) == 4  # token, page, count; service
+    assert set(statuses) == {TRANSACTION_STATUS_IDLE}
+    statuses.clear()
+    response = client.post("/api/orders", json={"service_id": 1, "quantity": 1}, headers=headers)
+    assert response.status_code == 422
+    assert set(statuses) == {TRANSACTION_STATUS_INTRANS}
