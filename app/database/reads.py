@@ -43,13 +43,22 @@ def read_connection() -> Iterator[Connection]:
     when it is bound to one (the tests' outer transaction). Otherwise the read borrows a
     pooled connection for the block alone, which skips building the session's transaction.
     """
-    session = db.session()
-    if session.in_transaction() or session.bind is not None:
-        with untransacted(session.connection()) as connection:
+    if session_holds_connection():
+        with untransacted(db.session.connection()) as connection:
             yield connection
         return
     with db.engine.connect() as connection, untransacted(connection):
         yield connection
+
+
+def session_holds_connection() -> bool:
+    """Whether the request's session is bound to a connection or has begun on one.
+
+    Asked without creating a session: a request that needs none should not build one.
+    """
+    if db.session.session_factory.kw.get("bind") is not None:
+        return True
+    return db.session.registry.has() and db.session().in_transaction()
 
 
 @contextmanager
