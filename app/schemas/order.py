@@ -12,11 +12,12 @@ from app.schemas.common import (
     page_of,
     reference,
 )
+from app.schemas.flat import FlatSchema
 
 MAX_QUANTITY = 1000
 
 
-class OrderSchema(ma.Schema):
+class OrderSchema(FlatSchema):
     """An order as clients see it."""
 
     id = ma.fields.Integer(required=True)
