@@ -4,15 +4,13 @@ from datetime import UTC
 
 import marshmallow as ma
 
-from app.schemas.flat import FlatSchema
-
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
 MAX_ID = 2**31 - 1  # PostgreSQL integer: a larger id can name no row.
 EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
 
 
-class StrictSchema(FlatSchema):
+class StrictSchema(ma.Schema):
     """Rejects unknown fields, so a typo or a forbidden field is a 422, not silence."""
 
     class Meta:

@@ -12,12 +12,11 @@ from app.schemas.common import (
     page_of,
     reference,
 )
-from app.schemas.flat import FlatSchema
 
 MAX_QUANTITY = 1000
 
 
-class OrderSchema(FlatSchema):
+class OrderSchema(ma.Schema):
     """An order as clients see it."""
 
     id = ma.fields.Integer(required=True)
