@@ -1,6 +1,7 @@
 """Throwaway PostgreSQL databases for tests: created, migrated, dropped."""
 
 import os
+import time
 import uuid
 
 import psycopg2
@@ -58,3 +59,19 @@ def our_backends(application_name: str, dsn: str = ADMIN_DSN) -> list[tuple]:
         (application_name, application_name + "/%"),
         dsn,
     )
+
+
+def terminate_backends(application_name: str, timeout_s: float = 5) -> int:
+    """Kill our server connections, as a failover would, and wait until they are gone.
+
+    pg_terminate_backend only signals: a backend says goodbye and leaves a moment later,
+    and "after the kill" means once it has.
+    """
+    killed = admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (application_name,),
+    )
+    deadline = time.monotonic() + timeout_s
+    while our_backends(application_name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(killed)

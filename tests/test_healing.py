@@ -27,15 +27,6 @@ def all_succeed(server: GunicornServer, count: int) -> list[int]:
     return [status for status in statuses if status != 200]
 
 
-def terminate_backends(application_name: str) -> int:
-    """Kill every server connection of ours, as a failover or an operator would."""
-    rows = pg.admin_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-        (application_name,),
-    )
-    return len(rows)
-
-
 def restart_postgresql() -> None:
     """Restart the local cluster and wait until it accepts connections."""
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
@@ -54,7 +45,7 @@ def restart_postgresql() -> None:
 def test_killed_backends_are_replaced_without_a_failed_request(server_database_url):
     with GunicornServer(server_env(server_database_url)) as server:
         assert all_succeed(server, 20) == []
-        assert terminate_backends(server.application_name) > 0
+        assert pg.terminate_backends(server.application_name) > 0
         assert all_succeed(server, 50) == []
 
 

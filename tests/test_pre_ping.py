@@ -35,14 +35,7 @@ def backend_pid(engine) -> int:
 
 def terminate_and_wait(application_name: str) -> None:
     """Terminate our backends and wait until the server has let them go."""
-    pg.admin_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-        (application_name,),
-    )
-    deadline = time.monotonic() + WAIT_S
-    while pg.our_backends(application_name) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)  # the goodbye reaches the client socket after the backend exits
+    pg.terminate_backends(application_name, timeout_s=WAIT_S)
 
 
 def test_a_connection_used_within_the_window_is_not_pinged(engine):
