@@ -102,7 +102,8 @@ def label_timeline(axes, run: dict, ylabel: str) -> None:
     axes.axvspan(stall[0], stall[1], color="grey", alpha=0.2, label="database stalled")
     axes.set_xlabel("seconds")
     axes.set_ylabel(ylabel)
-    axes.legend(loc="upper right", fontsize="small")
+    # Below the plot: inside, it hid the lines it names.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
 
 
 def save(figure, path: Path) -> str:
