@@ -124,16 +124,21 @@ def redis_rate_limits():
     client.flushdb()
 
 
+def wrong_logins(server: GunicornServer, email: str, count: int) -> list[int]:
+    """Sign in count times with a wrong password; return the statuses."""
+    wrong = {"email": email, "password": "not the password"}
+    return [
+        requests.post(server.url + "/api/auth/login", json=wrong, timeout=30).status_code
+        for _ in range(count)
+    ]
+
+
 def test_workers_share_failed_login_counts_through_redis(server_database_url, redis_rate_limits):
     env = overlapping_env(server_database_url) | {"RATELIMIT_STORAGE_URI": redis_rate_limits}
     with GunicornServer(env) as server:
         signed_in(server, "guessed@example.com")
-        wrong = {"email": "guessed@example.com", "password": "not the password"}
-        statuses = [
-            requests.post(server.url + "/api/auth/login", json=wrong, timeout=30).status_code
-            for _ in range(6)
-        ]
-        right = wrong | {"password": PASSWORD}
+        statuses = wrong_logins(server, "guessed@example.com", 6)
+        right = {"email": "guessed@example.com", "password": PASSWORD}
         blocked = requests.post(server.url + "/api/auth/login", json=right, timeout=30)
     assert statuses == [401] * 5 + [429]
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
@@ -147,9 +152,5 @@ def test_sign_in_still_works_and_is_limited_when_redis_is_down(server_database_u
     }
     with GunicornServer(env) as server:
         signed_in(server, "redis-down@example.com")
-        wrong = {"email": "redis-down@example.com", "password": "not the password"}
-        statuses = [
-            requests.post(server.url + "/api/auth/login", json=wrong, timeout=30).status_code
-            for _ in range(6)
-        ]
+        statuses = wrong_logins(server, "redis-down@example.com", 6)
     assert statuses == [401] * 5 + [429]
