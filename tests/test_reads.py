@@ -1,5 +1,6 @@
-"""The Core read behind GET /api/services/<id>: what the ORM object said, in one round trip."""
+"""The reads behind GET /api/services/<id>: what the ORM object said, in one round trip."""
 
+import psycopg2
 import pytest
 import sqlalchemy as sa
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
@@ -7,7 +8,13 @@ from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTR
 from app import create_app
 from app.config import load_settings
 from app.database import dispose_engines, transaction
-from app.database.reads import untransacted
+from app.database.reads import (
+    compiled_read,
+    fetch_row,
+    row_by_id_statement,
+    takes_driver_path,
+    untransacted,
+)
 from app.extensions import db
 from app.models import Service
 from app.schemas.service import ServiceSchema
@@ -124,3 +131,101 @@ def test_signed_in_reads_open_no_transaction_and_writes_still_do(committing_app)
     response = client.post("/api/orders", json={"service_id": 1, "quantity": 1}, headers=headers)
     assert response.status_code == 422
     assert set(statuses) == {TRANSACTION_STATUS_INTRANS}
+
+
+@pytest.fixture
+def pooled_engine(database_url):
+    """A pooled engine of its own, with a 300 ms statement timeout, as a worker's is."""
+    url = load_settings({"DATABASE_URL": database_url, "SECRET_KEY": "x"})["DATABASE_URL"]
+    engine = sa.create_engine(
+        url, pool_size=1, max_overflow=0, connect_args={"options": "-c statement_timeout=300"}
+    )
+    yield engine
+    engine.dispose()
+
+
+def driver_read(engine, sql: str):
+    """A CompiledRead of raw SQL with no result processing."""
+    statement = sa.select(sa.literal_column("1").label("one"))
+    read = compiled_read(statement, engine.dialect)
+    return type(read)(sql=sql, columns=("value",), processors=(None,))
+
+
+def backend_pid(engine) -> int:
+    """The server backend of the pool's one connection."""
+    return fetch_row(engine, driver_read(engine, "SELECT pg_backend_pid()"), {})["value"]
+
+
+def test_the_driver_read_matches_core_row_for_row(committing_app):
+    client = committing_app.test_client()
+    with committing_app.app_context():
+        service = Service(name="Driver read", description="no Core", price_cents=4321)
+        with transaction() as session:
+            session.add(service)
+        expected = ServiceSchema().dump(service)
+        db.session.remove()  # Loading the expired row began a transaction: Core would join it.
+        statement = row_by_id_statement(Service.__table__)
+        read = compiled_read(statement, db.engine.dialect)
+        assert takes_driver_path(db.engine)
+        with db.engine.connect() as connection:
+            core_row = connection.execute(statement, {"row_id": expected["id"]}).mappings().one()
+        assert fetch_row(db.engine, read, {"row_id": expected["id"]}) == dict(core_row)
+        assert fetch_row(db.engine, read, {"row_id": 987654}) is None
+        assert db.engine.pool.checkedout() == 0
+    assert client.get(f"/api/services/{expected['id']}").json == expected
+
+
+def test_the_driver_read_leaves_its_connection_idle_in_transaction_mode(pooled_engine):
+    fetch_row(pooled_engine, driver_read(pooled_engine, "SELECT 1"), {})
+    with pooled_engine.connect() as connection:
+        assert connection.connection.dbapi_connection.autocommit is False
+        assert transaction_status(connection) == TRANSACTION_STATUS_IDLE
+
+
+def test_a_lost_connection_is_invalidated_and_raised_as_core_raises_it(pooled_engine):
+    before = backend_pid(pooled_engine)
+    kill = driver_read(pooled_engine, "SELECT pg_terminate_backend(pg_backend_pid())")
+    with pytest.raises(sa.exc.OperationalError) as lost:
+        fetch_row(pooled_engine, kill, {})
+    assert lost.value.connection_invalidated
+    assert pooled_engine.pool.checkedout() == 0
+    assert backend_pid(pooled_engine) != before
+
+
+def test_a_cancelled_statement_keeps_its_connection(pooled_engine):
+    before = backend_pid(pooled_engine)
+    with pytest.raises(sa.exc.OperationalError) as cancelled:
+        fetch_row(pooled_engine, driver_read(pooled_engine, "SELECT pg_sleep(2)"), {})
+    assert isinstance(cancelled.value.orig, psycopg2.errors.QueryCanceled)
+    assert not cancelled.value.connection_invalidated
+    assert backend_pid(pooled_engine) == before
+
+
+def test_a_refused_connection_is_raised_as_core_raises_it():
+    engine = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/x")
+    with pytest.raises(sa.exc.OperationalError):
+        fetch_row(engine, driver_read(engine, "SELECT 1"), {})
+    engine.dispose()
+
+
+def test_core_reads_while_anyone_watches_its_statements(committing_app):
+    with committing_app.app_context():
+        engine = db.engine
+        assert takes_driver_path(engine)
+        listener = lambda *args: None  # noqa: E731
+        sa.event.listen(engine, "before_cursor_execute", listener)
+        assert not takes_driver_path(engine)
+        sa.event.remove(engine, "before_cursor_execute", listener)
+        engine.echo = True
+        assert not takes_driver_path(engine)
+        engine.echo = False
+        with transaction() as session:
+            session.execute(sa.text("SELECT 1"))
+            assert not takes_driver_path(engine)
+        assert takes_driver_path(engine)
+
+
+def test_core_reads_on_other_drivers():
+    app = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "x"})
+    with app.app_context():
+        assert not takes_driver_path(db.engine)

@@ -137,18 +137,21 @@ def test_database_down_at_start_heals_without_a_restart(server_database_url):
     }
     with GunicornServer(env) as server:
         assert server.get("/api/health").status_code == 503
-        down = server.get("/api/services")
+        down = [server.get(path) for path in ("/api/services", "/api/services/987654")]
         proxy.open()
         try:
             health = server.get("/api/health")
             services = server.get("/api/services")
+            missing = server.get("/api/services/987654")
         finally:
             proxy.close()
-    assert down.status_code == 503
-    assert down.json()["error"]["code"] == "database_unavailable"
-    assert down.headers["Retry-After"].isdigit()
+    for response in down:
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert response.headers["Retry-After"].isdigit()
     assert health.status_code == 200
     assert services.status_code == 200
+    assert missing.status_code == 404
 
 
 def test_live_never_touches_the_database():
