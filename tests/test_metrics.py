@@ -23,7 +23,15 @@ def test_metrics_count_requests_by_route_pattern(client):
     labels = {"method": "GET", "route": "/api/services/<id:service_id>", "status": "404"}
     assert sample(text, "http_requests_total", **labels) >= 1
     assert sample(text, "api_errors_total", code="not_found") >= 1
+    assert sample(text, "http_request_duration_seconds_count", route=labels["route"]) >= 1
     assert "db_pool_checked_out_connections" in text
+
+
+def test_an_invented_method_is_counted_as_other(client):
+    assert client.open("/api/services", method="BREW").status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "http_requests_total", method="other", route="unmatched", status="405") >= 1
+    assert 'method="BREW"' not in text
 
 
 @pytest.mark.process
