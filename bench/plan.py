@@ -59,7 +59,19 @@ class Plan:
     # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
     overload_ceiling: int = 8
     signed_in_users: int = 32
+    # The floor and S1 alternate in slices of this many seconds (bench/runner.py).
+    slice_s: int = 2
     run_id: str = field(default_factory=lambda: str(os.getpid()))
+
+    @property
+    def slices(self) -> int:
+        """How many slices the floor and S1 each get: their throughput time in all."""
+        return max(1, self.durations.throughput_s // self.slice_s)
+
+    @property
+    def slice_duration_s(self) -> float:
+        """Seconds of one slice (the whole throughput time when it is shorter than one)."""
+        return self.durations.throughput_s / self.slices
 
     @property
     def overload_bound(self) -> int:

@@ -201,6 +201,10 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
         f" DB_POOL_SIZE={plan.pool_size}, DB_MAX_OVERFLOW={plan.max_overflow},"
         f" DB_POOL_PRE_PING={str(plan.pre_ping).lower()}; wrk {plan.connections} connections,"
         f" {d.throughput_s} s each after a {d.warmup_s} s warm-up.",
+        f"- The floor and S1 run side by side: both servers up, wrk alternating between them in"
+        f" {plan.slices} slices of {plan.slice_duration_s:g} s each (the order swapped every"
+        " pair), so the machine's drifts hit both alike. Their req/s is over all slices;"
+        " their p50/p99 are the medians of the slices' own.",
         f"- S5: {plan.overload_workers} workers × {plan.overload_connections} threads,"
         f" {plan.overload_connections} clients (10× the pool capacity);"
         f" `LOCK TABLE services IN ACCESS EXCLUSIVE MODE` held {d.stall_s} s after"

@@ -8,6 +8,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import psycopg2
 
@@ -282,36 +283,73 @@ def sign_in(base_url: str, emails: list[str]) -> list[str]:
 
 
 def run_once(plan: Plan, target: Target, run_index: int) -> dict:
-    """Every scenario once, each against its own freshly started server."""
-    results = {}
-    service_args = (str(target.max_service_id),)
-    results["floor"] = with_server(
-        server_spec(plan, target, "floor", run_index),
-        lambda server: run_throughput(plan, server, "services.lua", service_args),
-        plan.out_dir / "logs",
-    )
-    results.update(
-        with_server(
+    """Every scenario once: the floor beside S1, then S2–S4, S5 and "before", each server fresh."""
+    logs = plan.out_dir / "logs"
+    floor = start_server(server_spec(plan, target, "floor", run_index))
+    try:
+        results = with_server(
             server_spec(plan, target, "app", run_index),
-            lambda server: run_app_scenarios(plan, server, target),
-            plan.out_dir / "logs",
+            lambda app: run_app_scenarios(plan, floor, app, target),
+            logs,
         )
-    )
+    finally:
+        floor.stop()
+        keep_server_log(floor, logs)
     for label, key in (("overload", "S5"), ("before", "before")):
         records = target.work_dir / f"{key}-run{run_index}.records"
         results[key] = with_server(
             server_spec(plan, target, label, run_index),
             lambda server, records=records: run_overload(plan, server, target, records),
-            plan.out_dir / "logs",
+            logs,
         )
     results["ratio_S1_floor"] = results["S1"]["throughput_rps"] / results["floor"]["throughput_rps"]
     return results
 
 
-def run_app_scenarios(plan: Plan, server: Server, target: Target) -> dict:
-    """S1, then S2–S4 when the API's tables exist."""
+def run_side_by_side(plan: Plan, floor: Server, app: Server, target: Target) -> dict:
+    """The floor and S1 in alternating slices, so a machine's slow drifts hit both alike.
+
+    Each pair of slices swaps its order (floor first, then S1 first, ...), which cancels a
+    steady drift as well; each side gets plan.durations.throughput_s in all.
+    """
+    args = (str(target.max_service_id),)
+    for server in (floor, app):
+        run_wrk(
+            throughput_load(plan, "services.lua", args, plan.durations.warmup_s), server.base_url
+        )
+    slices = {"floor": [], "S1": []}
+    order = [("floor", floor), ("S1", app)]
+    for _ in range(plan.slices):
+        for key, server in order:
+            load = throughput_load(plan, "services.lua", args, plan.slice_duration_s)
+            slices[key].append(sampled_wrk(server, load))
+        order.reverse()
+    return {key: sliced_result(measured) for key, measured in slices.items()}
+
+
+def sliced_result(slices: list[tuple[dict, Samples]]) -> dict:
+    """One scenario's result over its slices: summed throughput, per-slice latency medians."""
+    results = [throughput_result(summary, samples) for summary, samples in slices]
+    requests = sum(summary["requests"] for summary, _ in slices)
+    seconds = sum(summary["duration_us"] for summary, _ in slices) / 1e6
+    return {
+        "throughput_rps": requests / seconds,
+        "p50_ms": median(result["p50_ms"] for result in results),
+        "p99_ms": median(result["p99_ms"] for result in results),
+        "requests": requests,
+        "non_2xx": sum(result["non_2xx"] for result in results),
+        "socket_errors": sum(result["socket_errors"] for result in results),
+        "peak_connections": max(result["peak_connections"] for result in results),
+        "peak_worker_rss_mib": max(result["peak_worker_rss_mib"] for result in results),
+        "slices_rps": [result["throughput_rps"] for result in results],
+    }
+
+
+def run_app_scenarios(plan: Plan, floor: Server, server: Server, target: Target) -> dict:
+    """The floor beside S1, then S2–S4 when the API's tables exist."""
     service_args = (str(target.max_service_id),)
-    results = {"S1": run_throughput(plan, server, "services.lua", service_args)}
+    results = run_side_by_side(plan, floor, server, target)
+    floor.stop()
     if not target.api_ready:
         return results
     target.tokens_path.write_text("\n".join(sign_in(server.base_url, signed_in_emails())))
