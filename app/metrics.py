@@ -7,6 +7,7 @@ its samples to a shared folder, and /metrics adds them up across workers.
 import functools
 import os
 import time
+import weakref
 
 from flask import Flask, Response, request
 from prometheus_client import (
@@ -47,6 +48,10 @@ POOL_CAPACITY = Gauge(
     "Most connections the pools may open (pool_size + max_overflow)",
     multiprocess_mode="livesum",
 )
+
+
+# The pool numbers each pool last published: checked out, open, capacity.
+PUBLISHED_POOL_NUMBERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def count_error(code: str) -> None:
@@ -97,11 +102,16 @@ def latency_histogram(route: str):
 def record_pool(_exception=None) -> None:
     """Publish this process's pool after each request, once its connection is back."""
     pool = db.engine.pool
-    if hasattr(pool, "checkedout"):
-        checked_out = pool.checkedout()
-        POOL_CHECKED_OUT.set(checked_out)
-        POOL_OPEN.set(checked_out + pool.checkedin())
-        POOL_CAPACITY.set(pool.size() + pool._max_overflow)
+    if not hasattr(pool, "checkedout"):
+        return
+    checked_out = pool.checkedout()
+    numbers = (checked_out, checked_out + pool.checkedin(), pool.size() + pool._max_overflow)
+    # Most requests leave the pool as they found it: skip three shared-memory writes then.
+    # Keyed by pool, so a pool made anew (dispose after a fork) publishes from scratch.
+    if PUBLISHED_POOL_NUMBERS.get(pool) != numbers:
+        for gauge, value in zip((POOL_CHECKED_OUT, POOL_OPEN, POOL_CAPACITY), numbers, strict=True):
+            gauge.set(value)
+        PUBLISHED_POOL_NUMBERS[pool] = numbers
 
 
 def metrics() -> Response:
