@@ -20,7 +20,7 @@ EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR))
     configure(app, test_config or {})
     # Before the database: teardowns run in reverse, so metrics see the connection returned.
     metrics.init_app(app)

@@ -4,6 +4,7 @@ Profiling a one-row GET showed each of these costing about as much as the databa
 itself (README, "Performance"); none of them changes what a client sees.
 """
 
+import inspect
 from functools import partial
 
 from flask import Flask
@@ -14,6 +15,36 @@ from app.extensions import limiter
 
 # Where flask-limiter keeps a request's limit state (Limiter.context), made by its checks.
 LIMITER_STATE = "_limiter_request_context"
+
+
+class App(Flask):
+    """Flask, asking once per function instead of once per call whether it is async.
+
+    Flask passes every hook, view and error handler through ensure_sync on every request,
+    and each answer takes a walk through inspect; a function's answer never changes.
+    """
+
+    # The functions seen here are the app's hooks, views and handlers, a few dozen; the cap
+    # only bounds an app that would make new ones per request.
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.is_async: dict = {}
+
+    def ensure_sync(self, func):
+        """func itself when it is a plain function, else wrapped to run to completion."""
+        # A method is bound anew on each access; its function is what stays the same.
+        key = getattr(func, "__func__", func)
+        try:
+            is_async = self.is_async.get(key)
+        except TypeError:  # An unhashable callable: ask every time, as Flask does.
+            return super().ensure_sync(func)
+        if is_async is None:
+            if len(self.is_async) >= self.MAX_REMEMBERED:
+                self.is_async.clear()
+            is_async = self.is_async[key] = inspect.iscoroutinefunction(func)
+        return self.async_to_sync(func) if is_async else func
 
 
 class NoCookieSessions(SecureCookieSessionInterface):

@@ -71,3 +71,25 @@ def test_no_request_opens_or_sets_a_cookie_session():
     response = app.test_client().get("/test/session")
     assert response.status_code == 500
     assert "Set-Cookie" not in response.headers
+
+
+def test_ensure_sync_answers_as_flask_does_and_remembers():
+    app = create_app(SQLITE_SETTINGS)
+    app.async_to_sync = lambda func: ("wrapped", func)
+
+    def plain():
+        return None
+
+    async def coroutine():
+        return None
+
+    class View:
+        async def get(self):
+            return None
+
+    for _ in range(2):  # Asked, then remembered.
+        assert app.ensure_sync(plain) is plain
+        assert app.ensure_sync(coroutine) == ("wrapped", coroutine)
+        method = View().get
+        assert app.ensure_sync(method) == ("wrapped", method)
+    assert flask.Flask.ensure_sync(app, plain) is plain
