@@ -12,17 +12,20 @@ from flask.globals import request_ctx
 from flask.sessions import SecureCookieSessionInterface
 
 from app.extensions import limiter
+from app.json_provider import OrjsonProvider
 
 # Where flask-limiter keeps a request's limit state (Limiter.context), made by its checks.
 LIMITER_STATE = "_limiter_request_context"
 
 
 class App(Flask):
-    """Flask, asking once per function instead of once per call whether it is async.
+    """Flask, writing JSON with orjson and asking once per function whether it is async.
 
     Flask passes every hook, view and error handler through ensure_sync on every request,
     and each answer takes a walk through inspect; a function's answer never changes.
     """
+
+    json_provider_class = OrjsonProvider
 
     # The functions seen here are the app's hooks, views and handlers, a few dozen; the cap
     # only bounds an app that would make new ones per request.
