@@ -21,7 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.extensions import db
+from app.database import pool_engine
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP responses by route and status", ["method", "route", "status"]
@@ -101,7 +101,7 @@ def latency_histogram(route: str):
 
 def record_pool(_exception=None) -> None:
     """Publish this process's pool after each request, once its connection is back."""
-    pool = db.engine.pool
+    pool = pool_engine().pool
     if not hasattr(pool, "checkedout"):
         return
     checked_out = pool.checkedout()

@@ -208,21 +208,26 @@ def test_a_refused_connection_is_raised_as_core_raises_it():
     engine.dispose()
 
 
-def test_core_reads_while_anyone_watches_its_statements(committing_app):
+def test_core_reads_while_a_transaction_is_open(committing_app):
     with committing_app.app_context():
         engine = db.engine
         assert takes_driver_path(engine)
-        listener = lambda *args: None  # noqa: E731
-        sa.event.listen(engine, "before_cursor_execute", listener)
-        assert not takes_driver_path(engine)
-        sa.event.remove(engine, "before_cursor_execute", listener)
-        engine.echo = True
-        assert not takes_driver_path(engine)
-        engine.echo = False
         with transaction() as session:
             session.execute(sa.text("SELECT 1"))
             assert not takes_driver_path(engine)
         assert takes_driver_path(engine)
+
+
+@pytest.mark.parametrize("watcher", ["echo", "before_cursor_execute", "handle_error"])
+def test_core_reads_once_anyone_watches_its_statements(committing_app, watcher):
+    with committing_app.app_context():
+        engine = db.engine
+        assert takes_driver_path(engine)
+        if watcher == "echo":
+            engine.echo = True
+        else:
+            sa.event.listen(engine, watcher, lambda *args: None)
+        assert not takes_driver_path(engine)
 
 
 def test_core_reads_on_other_drivers():

@@ -30,14 +30,8 @@ from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from app.database import pool_engine
 from app.extensions import db
-
-STATEMENT_EVENTS = (
-    "before_execute",
-    "after_execute",
-    "before_cursor_execute",
-    "after_cursor_execute",
-)
 
 
 @functools.cache
@@ -50,7 +44,7 @@ def row_by_id(model: type, row_id: int) -> dict[str, Any] | None:
     """The row of model's table with this id as a mapping of column names, or None."""
     statement = row_by_id_statement(model.__table__)
     parameters = {"row_id": row_id}
-    engine = db.engine
+    engine = pool_engine()
     if takes_driver_path(engine):
         return fetch_row(engine, compiled_read(statement, engine.dialect), parameters)
     with read_connection() as connection:
@@ -61,13 +55,15 @@ def takes_driver_path(engine: Engine) -> bool:
     """Whether a read may skip Core: psycopg2, no session connection, nobody watching Core.
 
     Statement logging (echo) and execute or error listeners (tracing, query counters)
-    see only what passes through Core, so while any is set every read goes through it.
+    see only what passes through Core, so once any is set every read goes through it.
+    Core's own flags tell: an engine or dialect that ever had a listener has _has_events
+    (when the flags cannot be read, the read goes through Core).
     """
     return (
         engine.dialect.driver == "psycopg2"
         and not engine.echo
-        and not any(getattr(engine.dispatch, name) for name in STATEMENT_EVENTS)
-        and not engine.dialect.dispatch.handle_error
+        and not getattr(engine, "_has_events", True)
+        and not getattr(engine.dialect, "_has_events", True)
         and not session_holds_connection()
     )
 
