@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.database import transaction
+from app.database.session import remove_session
 from app.database.pre_ping import BYPASS_WINDOW_S
 from app.extensions import db
 from app.models import Service
@@ -67,3 +68,10 @@ def test_flask_shell_has_db_and_every_model(app):
     namespace = shell_context()
     assert namespace["db"] is db
     assert all(namespace[name] is getattr(models, name) for name in models.__all__)
+
+
+def test_the_session_is_removed_once_per_request_by_our_teardown(app, client):
+    hooks = app.teardown_appcontext_funcs
+    assert hooks.count(remove_session) == 1
+    assert db._teardown_session not in hooks
+    assert client.get("/api/services").status_code == 200

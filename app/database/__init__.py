@@ -25,8 +25,8 @@ POOL_ENGINE = "pool_engine"
 def init_app(app: Flask) -> None:
     """Bind Flask-SQLAlchemy and Flask-Migrate, and give the app its health probe.
 
-    Flask-SQLAlchemy removes the request's session at teardown_appcontext; removing a
-    session closes it, which rolls back whatever was not committed.
+    The request's session is removed at teardown_appcontext; removing a session closes
+    it, which rolls back whatever was not committed.
     """
     settings = app.config
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
@@ -36,10 +36,24 @@ def init_app(app: Flask) -> None:
         app.extensions[POOL_ENGINE] = db.engine
     if settings["DB_POOL_PRE_PING"]:
         app.extensions["pre_ping"] = install_pre_ping(app.extensions[POOL_ENGINE])
-    # Registered after Flask-SQLAlchemy's teardown, so it runs first (teardowns run last-in).
-    app.teardown_appcontext(remove_session)
+    replace_session_teardown(app)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     app.extensions["health_probe"] = HealthProbe(settings)
+
+
+def replace_session_teardown(app: Flask) -> None:
+    """Remove the request's session with remove_session instead of Flask-SQLAlchemy's own.
+
+    Both call session.remove(); ours also survives a connection the server dropped after
+    the view answered. Where Flask-SQLAlchemy's hook cannot be found, ours is added after
+    it, so it runs first (teardowns run last-in, first-out) and theirs finds nothing left.
+    """
+    hooks = app.teardown_appcontext_funcs
+    theirs = getattr(db, "_teardown_session", None)
+    if theirs in hooks:
+        hooks[hooks.index(theirs)] = remove_session
+    else:
+        app.teardown_appcontext(remove_session)
 
 
 def pool_engine() -> Engine:
