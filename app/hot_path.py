@@ -116,10 +116,19 @@ def skip_idle_rate_limit_hooks(app: Flask) -> None:
 def limiter_state_is_where_we_look(app: Flask) -> bool:
     """Whether flask-limiter's limit state appears on the request context under our name."""
     with app.test_request_context():
-        if hasattr(request_ctx, LIMITER_STATE):
+        if holds_limit_state():
             return False
         limiter.context  # noqa: B018 (made on first access)
-        return hasattr(request_ctx, LIMITER_STATE)
+        return holds_limit_state()
+
+
+def holds_limit_state() -> bool:
+    """Whether flask-limiter left its state on this request's context.
+
+    Looked up in the context's own attributes: hasattr through the proxy would raise and
+    catch an AttributeError in nearly every request.
+    """
+    return LIMITER_STATE in vars(request_ctx._get_current_object())
 
 
 def owned_by_limiter(hook) -> bool:
@@ -133,7 +142,7 @@ def when_a_limit_was_checked(hook):
     """hook, run only when the request holds limit state; else its argument passes through."""
 
     def guarded(response_or_error):
-        if hasattr(request_ctx, LIMITER_STATE):
+        if holds_limit_state():
             return hook(response_or_error)
         return response_or_error
 
