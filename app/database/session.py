@@ -31,7 +31,10 @@ def remove_session(_exception: BaseException | None = None) -> None:
     (a restart, a killed backend) after the view had answered; raised from a teardown,
     it would replace that answer with gunicorn's 500 page. SQLAlchemy has already
     invalidated the connection, and a second remove() hands it back to the pool.
+    A request that never used the session (the hot reads) has none to remove.
     """
+    if not db.session.registry.has():
+        return
     try:
         db.session.remove()
     except sa_exc.DBAPIError as error:
