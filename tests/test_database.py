@@ -4,8 +4,8 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.database import transaction
-from app.database.session import remove_session
 from app.database.pre_ping import BYPASS_WINDOW_S
+from app.database.session import remove_session
 from app.extensions import db
 from app.models import Service
 

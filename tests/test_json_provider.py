@@ -25,7 +25,7 @@ VALUES = [
     {"created_at": datetime.datetime(2026, 11, 26, 17, 0, tzinfo=datetime.UTC)},
     {"day": datetime.date(2026, 11, 26), "naive": datetime.datetime(2026, 1, 2, 3, 4, 5)},
     {"price": decimal.Decimal("12.30"), "id": uuid.UUID(int=7), "point": Point(1, 2)},
-    {"name": "Zoë — ünïcode ✓", "escapes": "quote \" backslash \\ tab \t"},
+    {"name": "Zoë — ünïcode ✓", "escapes": 'quote " backslash \\ tab \t'},
     {2: "int keys", 10: "sort as Flask sorts them"},
     {"huge": 2**80, "negative": -(2**70)},
     [],
