@@ -66,3 +66,37 @@ def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
     )
     assert finished.returncode == 2
     assert "apt-get install -y wrk" in finished.stderr
+
+
+@pytest.mark.process
+def test_the_instruction_count_runs_its_request_loop(tmp_path):
+    # The counted child, without valgrind: its requests must all be served.
+    from bench import dataset
+    from bench.instructions import SERVICES
+
+    name, url = dataset.create_database()
+    try:
+        dataset.load(url, SERVICES)
+        finished = subprocess.run(
+            [sys.executable, "-m", "bench.instructions", "--child", url, "--requests", "20"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SMOKE_TIMEOUT_S,
+        )
+    finally:
+        dataset.drop_database(name)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+
+def test_the_instruction_count_says_how_to_install_valgrind(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.instructions"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "apt-get install -y valgrind" in finished.stderr
