@@ -13,7 +13,7 @@ import requests
 
 from tests import pg
 from tests.servers import ROOT, GunicornServer, free_port, run_gunicorn_expecting_exit
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, port_outside_ephemeral_range
 
 pytestmark = pytest.mark.process
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -129,7 +129,7 @@ def test_a_silent_database_answers_503_within_connect_timeout_plus_one_second():
 
 
 def test_database_down_at_start_heals_without_a_restart(server_database_url):
-    proxy = TcpProxy(("127.0.0.1", 5432), free_port())
+    proxy = TcpProxy(("127.0.0.1", 5432), port_outside_ephemeral_range())
     database_name = server_database_url.rsplit("/", 1)[1]
     env = {
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{database_name}",
