@@ -1,12 +1,12 @@
 """JSON responses through orjson: the JSON Flask's own provider writes, for a fraction of the work.
 
 Flask's provider calls json.dumps with arguments of its own, so the standard library builds
-a new encoder for every response; on a one-row GET that took more instructions than the
-marshmallow dump before it (README, "Performance"). orjson writes the same compact,
-key-sorted JSON. What it would write differently is handed to Flask's own conversions:
-datetimes and dates (HTTP dates, as Flask writes them), dataclasses, and anything orjson
-refuses (integers beyond 64 bits) goes to Flask's dumps whole. Non-ASCII text is sent as
-UTF-8 rather than \\u escapes: the same JSON to any parser.
+a new encoder for every response: on a one-row GET, half as many instructions as the
+marshmallow dump before it and ten times orjson's (README, "Performance"). orjson writes
+the same compact, key-sorted JSON. What it would write differently is handed to Flask's
+own conversions: datetimes and dates (HTTP dates, as Flask writes them), dataclasses, and
+anything orjson refuses (integers beyond 64 bits) goes to Flask's dumps whole. Non-ASCII
+text is sent as UTF-8 rather than \\u escapes: the same JSON to any parser.
 
 Request bodies are still parsed by the standard library, whose errors and number handling
 are what clients have always seen.

@@ -349,7 +349,6 @@ def run_app_scenarios(plan: Plan, floor: Server, server: Server, target: Target)
     """The floor beside S1, then S2–S4 when the API's tables exist."""
     service_args = (str(target.max_service_id),)
     results = run_side_by_side(plan, floor, server, target)
-    floor.stop()
     if not target.api_ready:
         return results
     target.tokens_path.write_text("\n".join(sign_in(server.base_url, signed_in_emails())))

@@ -79,11 +79,10 @@ def terminate_backends(application_name: str, timeout_s: float = 5) -> int:
 
 def insert_service(url: str, name: str = "Healing check") -> int:
     """Insert one service row directly (committed); return its id."""
-    dsn = url.replace("postgresql+psycopg2://", "postgresql://")
     rows = admin_execute(
         "INSERT INTO services (name, description, price_cents, active, created_at, updated_at)"
         " VALUES (%s, '', 1000, true, now(), now()) RETURNING id",
         (name,),
-        dsn,
+        url,
     )
     return rows[0][0]

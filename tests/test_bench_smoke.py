@@ -55,21 +55,26 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
         assert (tmp_path / chart).stat().st_size > 0
 
 
-def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
-    finished = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke"],
+def run_without_tools(module: str, *args: str, empty_dir: Path) -> subprocess.CompletedProcess:
+    """Run python -m module with a PATH on which no tool is found."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env={**os.environ, "PATH": str(tmp_path)},
+        env={**os.environ, "PATH": str(empty_dir)},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
+    finished = run_without_tools("bench", "--smoke", empty_dir=tmp_path)
     assert finished.returncode == 2
     assert "apt-get install -y wrk" in finished.stderr
 
 
 @pytest.mark.process
-def test_the_instruction_count_runs_its_request_loop(tmp_path):
+def test_the_instruction_count_runs_its_request_loop():
     # The counted child, without valgrind: its requests must all be served.
     from bench import dataset
     from bench.instructions import SERVICES
@@ -90,13 +95,6 @@ def test_the_instruction_count_runs_its_request_loop(tmp_path):
 
 
 def test_the_instruction_count_says_how_to_install_valgrind(tmp_path):
-    finished = subprocess.run(
-        [sys.executable, "-m", "bench.instructions"],
-        cwd=ROOT,
-        env={**os.environ, "PATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = run_without_tools("bench.instructions", empty_dir=tmp_path)
     assert finished.returncode == 2
     assert "apt-get install -y valgrind" in finished.stderr

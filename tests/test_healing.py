@@ -19,15 +19,15 @@ READ_PATHS = ("/api/services", "/api/services/{id}")
 
 
 @pytest.fixture(scope="module")
-def service_id(server_database_url) -> int:
-    """A service row in the module's database, for the by-id reads."""
+def committed_service_id(server_database_url) -> int:
+    """A committed service row in the module's database, for the by-id reads."""
     return pg.insert_service(server_database_url)
 
 
 @pytest.fixture(params=READ_PATHS)
-def read_path(request, service_id) -> str:
+def read_path(request, committed_service_id) -> str:
     """Each way a GET reads the database."""
-    return request.param.format(id=service_id)
+    return request.param.format(id=committed_service_id)
 
 
 def server_env(database_url: str, **overrides: str) -> dict[str, str]:
@@ -64,8 +64,10 @@ def test_killed_backends_are_replaced_without_a_failed_request(server_database_u
 
 
 @pytest.mark.restarts_postgres
-def test_a_postgresql_restart_heals_without_restarting_us(server_database_url, service_id):
-    by_id = f"/api/services/{service_id}"
+def test_a_postgresql_restart_heals_without_restarting_us(
+    server_database_url, committed_service_id
+):
+    by_id = f"/api/services/{committed_service_id}"
     with GunicornServer(server_env(server_database_url)) as server:
         assert all_succeed(server, 20, by_id) == []
         restart_postgresql()
