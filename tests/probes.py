@@ -11,11 +11,14 @@ import requests
 
 from tests import pg
 
+# The lock holder's application_name, so samplers of a whole database leave it out.
+LOCK_HOLDER = "test-lock-holder"
+
 
 @contextmanager
 def table_locked(database_url: str, table: str = "services"):
     """Hold an ACCESS EXCLUSIVE lock on table from another connection, stalling its readers."""
-    connection = psycopg2.connect(database_url)
+    connection = psycopg2.connect(database_url, application_name=LOCK_HOLDER)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
@@ -74,6 +77,22 @@ class ConnectionSampler(BackgroundLoop):
     def peak(self) -> int:
         """The most connections seen at once."""
         return max(self.samples, default=0)
+
+
+class DatabaseSampler(ConnectionSampler):
+    """Samples how many server connections one database has, the lock holder's aside."""
+
+    def __init__(self, database: str):
+        super().__init__(LOCK_HOLDER)
+        self.database = database
+
+    def tick(self) -> None:
+        """Take one sample."""
+        rows = pg.admin_execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
+            (self.database, LOCK_HOLDER),
+        )
+        self.samples.append(rows[0][0])
 
 
 @dataclass
