@@ -13,6 +13,12 @@ from tests import pg
 
 # The lock holder's application_name, so samplers of a whole database leave it out.
 LOCK_HOLDER = "test-lock-holder"
+# One database's server connections over TCP (PgBouncer's), the lock holder's aside; the
+# app's direct connections come over the Unix socket (client_port -1). Parameters: database.
+TCP_CONNECTIONS = (
+    "FROM pg_stat_activity WHERE datname = %s AND client_port <> -1"
+    f" AND application_name <> '{LOCK_HOLDER}'"
+)
 
 
 @contextmanager
@@ -80,7 +86,7 @@ class ConnectionSampler(BackgroundLoop):
 
 
 class DatabaseSampler(ConnectionSampler):
-    """Samples how many server connections one database has, the lock holder's aside."""
+    """Samples one database's server connections over TCP: PgBouncer's (TCP_CONNECTIONS)."""
 
     def __init__(self, database: str):
         super().__init__(LOCK_HOLDER)
@@ -88,10 +94,7 @@ class DatabaseSampler(ConnectionSampler):
 
     def tick(self) -> None:
         """Take one sample."""
-        rows = pg.admin_execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
-            (self.database, LOCK_HOLDER),
-        )
+        rows = pg.admin_execute(f"SELECT count(*) {TCP_CONNECTIONS}", (self.database,))
         self.samples.append(rows[0][0])
 
 
