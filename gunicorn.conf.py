@@ -44,7 +44,7 @@ def on_starting(server):
     """Refuse a deployment whose worst case exceeds the budget, PgBouncer or the server."""
     clear_metrics()
     probe = HealthProbe(settings)
-    verdict, _, _ = assess_budget(settings, probe.engine)
+    verdict, _, _ = assess_budget(settings, probe.server_engine)
     for warning in verdict.warnings:
         server.log.warning("connection budget: %s", warning)
     for error in verdict.errors:

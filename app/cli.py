@@ -55,8 +55,8 @@ def db_info(as_json: bool) -> None:
 def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     config = current_app.config
-    health, _ = health_report(health_probe(), db.engine)
-    budget, limits, limits_error = assess_budget(config, health_probe().engine)
+    health, _ = health_report(health_probe(), db.engine, with_detail=True)
+    budget, limits, limits_error = assess_budget(config, health_probe().server_engine)
     return {
         "health": health,
         "settings": {name: config[name] for name in POOL_SETTINGS},

@@ -11,7 +11,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
@@ -85,27 +84,6 @@ def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None
         return None, str(original).strip().splitlines()[0]
 
 
-def fetch_limits_for_budget(
-    settings: dict[str, Any], engine: Engine
-) -> tuple[ServerLimits | None, str | None]:
-    """The server's limits: through DATABASE_DIRECT_URL when set, else through engine."""
-    direct_url = settings["DATABASE_DIRECT_URL"]
-    if not direct_url:
-        return fetch_server_limits(engine)
-    direct = sa.create_engine(
-        direct_url,
-        poolclass=NullPool,
-        connect_args={
-            "connect_timeout": settings["DB_CONNECT_TIMEOUT"],
-            "application_name": settings["DB_APPLICATION_NAME"] + "/budget",
-        },
-    )
-    try:
-        return fetch_server_limits(direct)
-    finally:
-        direct.dispose()
-
-
 def fetch_pooler_settings(settings: dict[str, Any]) -> tuple[PoolerSettings | None, str | None]:
     """PgBouncer's settings through PGBOUNCER_ADMIN_URL, or None and why not."""
     if settings["DB_POOLER"] != "pgbouncer":
@@ -120,9 +98,10 @@ def assess_budget(
 ) -> tuple[BudgetCheck, ServerLimits | None, str | None]:
     """Read the server (and PgBouncer), then check the budget; with the limits read, or why not.
 
-    engine reaches the server when DATABASE_DIRECT_URL is unset (behind PgBouncer, through it).
+    engine reaches the server: the health probe's server_engine (DATABASE_DIRECT_URL when
+    set; behind PgBouncer without it, PgBouncer lends a server connection for the query).
     """
-    limits, limits_error = fetch_limits_for_budget(settings, engine)
+    limits, limits_error = fetch_server_limits(engine)
     pooler, pooler_error = fetch_pooler_settings(settings)
     verdict = check_budget(settings, limits, limits_error, pooler, pooler_error)
     return verdict, limits, limits_error
