@@ -17,7 +17,7 @@ from prometheus_client import multiprocess
 
 from app.config import load_settings
 from app.database import dispose_engines
-from app.database.budget import check_budget, fetch_server_limits
+from app.database.budget import assess_budget
 from app.database.health import HealthProbe
 from app.database.timeouts import settings_warnings
 from app.metrics import record_pool
@@ -42,11 +42,10 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a deployment whose worst case exceeds the budget or the server."""
+    """Refuse a deployment whose worst case exceeds the budget, PgBouncer or the server."""
     clear_metrics()
     probe = HealthProbe(settings)
-    limits, limits_error = fetch_server_limits(probe.server_engine)
-    verdict = check_budget(settings, limits, limits_error)
+    verdict, _, _ = assess_budget(settings, probe.server_engine)
     for warning in verdict.warnings:
         server.log.warning("connection budget: %s", warning)
     for error in verdict.errors:

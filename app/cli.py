@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 
 from app import models
 from app.database import health_probe, transaction
-from app.database.budget import check_budget, fetch_server_limits
+from app.database.budget import assess_budget
 from app.database.health import health_report
 from app.database.timeouts import settings_warnings
 from app.extensions import db
@@ -57,8 +57,7 @@ def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     config = current_app.config
     health, _ = health_report(health_probe(), db.engine, with_detail=True)
-    limits, limits_error = fetch_server_limits(health_probe().server_engine)
-    budget = check_budget(config, limits, limits_error)
+    budget, limits, limits_error = assess_budget(config, health_probe().server_engine)
     return {
         "health": health,
         "settings": {name: config[name] for name in POOL_SETTINGS},

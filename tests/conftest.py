@@ -12,7 +12,9 @@ from app.extensions import db, limiter
 from app.models import Benefit, Service, User
 from app.models.user import ADMIN, CUSTOMER
 from app.security import hash_password, issue_token
+from deploy.pgbouncer import PgBouncer
 from tests import fuzzing, pg
+from tests.topology import Topology
 
 TEST_ORIGIN = "https://shop.example"
 TEST_SETTINGS = {
@@ -74,6 +76,28 @@ def empty_tables(app) -> None:
     with app.app_context(), db.engine.connect() as connection:
         connection.exec_driver_sql(f"TRUNCATE {tables}")
         db.session.remove()
+
+
+@pytest.fixture
+def pgbouncer_settings() -> dict:
+    """Overrides of deploy/pgbouncer.ini for the test's PgBouncer (a module may redefine it)."""
+    return {}
+
+
+@pytest.fixture
+def pgbouncer(pgbouncer_settings):
+    """A real PgBouncer running the shipped configuration on a free loopback port."""
+    with PgBouncer(**pgbouncer_settings) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def topology(request):
+    """The app's way to the server: directly, or through PgBouncer in transaction mode."""
+    if request.param == "direct":
+        yield Topology("direct")
+        return
+    yield Topology("pgbouncer", request.getfixturevalue("pgbouncer"))
 
 
 @pytest.fixture

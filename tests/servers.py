@@ -85,7 +85,7 @@ class GunicornServer:
         """Whether /api/health/live answers 200."""
         try:
             return requests.get(self.url + "/api/health/live", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting
             return False
 
     def get(self, path: str, **kwargs) -> requests.Response:
