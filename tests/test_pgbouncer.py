@@ -6,9 +6,15 @@ import time
 
 import psycopg2
 import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
 
+from app import create_app
+from app.database import dispose_engines, reading, transaction
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings, pool_numbers
 from deploy.pgbouncer import SHIPPED_INI, PgBouncer, free_port
+from tests import pg
+from tests.conftest import TEST_SETTINGS
 
 pytestmark = pytest.mark.process
 
@@ -150,3 +156,95 @@ def test_pause_holds_queries_until_resume_and_restart_keeps_the_port(pgbouncer):
     after.close()
     assert held_s >= 0.4
     assert pgbouncer.port == port
+
+
+def app_behind(bouncer: PgBouncer, database_url: str, **settings):
+    """The app on database_url's database, through bouncer in transaction mode."""
+    database = database_url.rsplit("/", 1)[1]
+    return create_app(
+        {
+            **TEST_SETTINGS,
+            "DATABASE_URL": bouncer.url(database),
+            "DB_POOLER": "pgbouncer",
+            "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+            **settings,
+        }
+    )
+
+
+def test_health_adds_pgbouncers_numbers_and_names_no_host(pgbouncer, server_database_url):
+    app = app_behind(pgbouncer, server_database_url)
+    try:
+        response = app.test_client().get("/api/health")
+    finally:
+        dispose_engines(app, close=True)
+    assert response.status_code == 200
+    pooler = response.json["database"]["pooler"]
+    assert set(pooler) == {
+        "clientsActive",
+        "clientsWaiting",
+        "serversActive",
+        "serversIdle",
+        "serversUsed",
+        "longestWaitSeconds",
+    }
+    assert str(pgbouncer.port) not in response.text
+
+
+def test_every_statement_runs_under_our_limits_and_leaves_none_behind(server_database_url):
+    # One server connection, so whatever a statement left on it, the next client would see.
+    with PgBouncer(default_pool_size=1, reserve_pool_size=0) as bouncer:
+        app = app_behind(bouncer, server_database_url, DB_STATEMENT_TIMEOUT=300)
+        try:
+            with app.app_context():
+                with reading() as session:
+                    read_limits = session.execute(sa.text(SHOW_LIMITS)).one()
+                    with pytest.raises(sa.exc.OperationalError) as cancelled:
+                        session.execute(sa.text("SELECT pg_sleep(2)"))
+                with transaction() as session:
+                    unit_limits = session.execute(sa.text(SHOW_LIMITS)).one()
+        finally:
+            dispose_engines(app, close=True)
+        assert isinstance(cancelled.value.orig, psycopg2.errors.QueryCanceled)
+        assert read_limits == unit_limits == ("300ms", "30s")
+        assert limits_of_a_plain_client(bouncer, server_database_url) == ("0", "0")
+
+
+def test_migrations_through_pgbouncer_leave_no_setting_behind():
+    database, database_url = pg.create_database("apptest_migrate")
+    try:
+        with PgBouncer(default_pool_size=1, reserve_pool_size=0) as bouncer:
+            app = create_app(
+                {"DATABASE_URL": bouncer.url(database), "DB_POOLER": "pgbouncer", "SECRET_KEY": "x"}
+            )
+            try:
+                with app.app_context():
+                    upgrade()
+            finally:
+                dispose_engines(app, close=True)
+            assert limits_of_a_plain_client(bouncer, database_url) == ("0", "0")
+            assert pg.admin_execute("SELECT count(*) FROM services", dsn=database_url) == [(0,)]
+    finally:
+        pg.drop_database(database)
+
+
+SHOW_LIMITS = (
+    "SELECT current_setting('statement_timeout'),"
+    " current_setting('idle_in_transaction_session_timeout')"
+)
+SHOW_MIGRATION_LIMITS = (
+    "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+)
+
+
+def limits_of_a_plain_client(bouncer: PgBouncer, database_url: str) -> tuple[str, str]:
+    """The limits a client that sets none finds on PgBouncer's server connection."""
+    connection = psycopg2.connect(bouncer.url(database_url.rsplit("/", 1)[1]))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SHOW_LIMITS.replace("idle_in_transaction_session_timeout", "lock_timeout")
+            )
+            return cursor.fetchone()
+    finally:
+        connection.close()
