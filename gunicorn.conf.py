@@ -19,6 +19,7 @@ from app.config import load_settings
 from app.database import dispose_engines
 from app.database.budget import assess_budget
 from app.database.health import HealthProbe
+from app.database.timeouts import settings_warnings
 from app.metrics import record_pool
 
 # A bad variable stops the master here with one line, before any worker boots.
@@ -52,6 +53,8 @@ def on_starting(server):
     if verdict.errors:
         sys.exit("refusing to start: the connection budget does not hold (see above)")
     server.log.info("connection budget: %s, within limits", verdict.arithmetic)
+    for warning in settings_warnings(probe.engine, settings):
+        server.log.warning("server settings: %s", warning)
 
 
 def post_fork(server, worker):

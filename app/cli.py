@@ -13,6 +13,7 @@ from app import models
 from app.database import health_probe, transaction
 from app.database.budget import assess_budget
 from app.database.health import health_report
+from app.database.timeouts import settings_warnings
 from app.extensions import db
 from app.models.user import ADMIN
 from app.security import find_user_by_email, hash_password
@@ -64,6 +65,7 @@ def collect_db_info() -> dict[str, Any]:
         "server": limits.__dict__ | {"available": limits.available, "free": limits.free}
         if limits
         else {"error": limits_error},
+        "serverSettings": {"warnings": settings_warnings(health_probe().engine, config)},
         "budget": {
             "worstCase": budget.worst_case,
             "arithmetic": budget.arithmetic,

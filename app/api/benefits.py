@@ -6,7 +6,15 @@ import sqlalchemy as sa
 from flask.views import MethodView
 
 from app.api.blueprint import Blueprint
-from app.api.crud import delete_unreferenced, filter_by, get_or_404, save_changes, save_new, search
+from app.api.crud import (
+    delete_unreferenced,
+    filter_by,
+    get_or_404,
+    read_or_404,
+    save_changes,
+    save_new,
+    search,
+)
 from app.api.pagination import paginate
 from app.database import reading
 from app.errors import ApiError
@@ -51,7 +59,7 @@ class BenefitById(MethodView):
     @blp.response(200, BenefitSchema)
     def get(self, benefit_id):
         """Get a benefit."""
-        return get_or_404(Benefit, benefit_id, "benefit")
+        return read_or_404(Benefit, benefit_id, "benefit")
 
     @blp.admin_only
     @blp.arguments(BenefitSchema)

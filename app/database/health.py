@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import is_postgresql
+from app.database.describe import describe
 from app.database.engine import behind_pgbouncer, connect_args
 from app.database.timeouts import scope_timeouts_to_transactions
 
@@ -121,13 +122,6 @@ def pool_status(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
             timeoutSeconds=pool.timeout(),
         )
     return status
-
-
-def describe(error: Exception) -> str:
-    """The first line of a database error, without SQLAlchemy's background link."""
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip()
-    return text.splitlines()[0] if text else type(original).__name__
 
 
 def utc_timestamp() -> str:

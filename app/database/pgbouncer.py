@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg2
 
-from app.database.health import describe
+from app.database.describe import describe
 
 # Seconds to reach the console: health and start-up must not hang on a missing PgBouncer.
 ADMIN_CONNECT_TIMEOUT_S = 2
