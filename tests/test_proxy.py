@@ -2,10 +2,13 @@
 
 import pytest
 from flask import jsonify, request
+from limits import parse
 
 from app import create_app
+from app.api.auth import FAILED_LOGINS_PER_CLIENT
 from app.config import ConfigError, load_settings
 from tests.conftest import TEST_SETTINGS
+from tests.servers import GunicornServer, NginxServer, client_from
 
 FORGED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
 
@@ -34,3 +37,28 @@ def test_one_trusted_hop_believes_the_proxy_and_no_further(database_url):
 def test_trusted_proxy_hops_out_of_range_stops_start_up(value):
     with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS"):
         load_settings({"TRUSTED_PROXY_HOPS": value})
+
+
+def failed_login(session, url: str, number: int, headers=None) -> int:
+    """One sign-in with a new email each time, so only the per-client limit counts it."""
+    body = {"email": f"nobody{number}@example.com", "password": "wrong"}
+    return session.post(url + "/api/auth/login", json=body, headers=headers, timeout=30).status_code
+
+
+@pytest.mark.process
+def test_behind_nginx_limits_key_on_the_real_client_and_forging_does_not_help(
+    server_database_url,
+):
+    # One worker, so its in-memory counts are the only counts.
+    env = {"DATABASE_URL": server_database_url, "TRUSTED_PROXY_HOPS": "1"}
+    allowed = parse(FAILED_LOGINS_PER_CLIENT).amount
+    with GunicornServer(env) as gunicorn, NginxServer(f"127.0.0.1:{gunicorn.port}") as nginx:
+        guesser, neighbour = client_from("127.0.0.40"), client_from("127.0.0.41")
+        statuses = [failed_login(guesser, nginx.url, n) for n in range(allowed)]
+        assert statuses == [401] * allowed
+        assert failed_login(guesser, nginx.url, allowed) == 429
+        # The limit is the guesser's, not everyone's behind the proxy.
+        assert failed_login(neighbour, nginx.url, 0) == 401
+        # Claiming another address does not escape it, nor put the neighbour under it.
+        assert failed_login(guesser, nginx.url, 1, {"X-Forwarded-For": "127.0.0.99"}) == 429
+        assert failed_login(neighbour, nginx.url, 1, {"X-Forwarded-For": "127.0.0.40"}) == 401
