@@ -161,7 +161,7 @@ def run(parts_in_order: list[Part]) -> int:
 
 
 def interrupt(signum, frame) -> None:
-    """SIGTERM stops the stack as Ctrl-C does."""
+    """SIGINT and SIGTERM stop the stack (SIGINT even where a shell started it ignoring it)."""
     raise KeyboardInterrupt
 
 
@@ -170,8 +170,12 @@ def main() -> int:
     from app.config import load_settings
 
     settings = load_settings()
+    if settings["PROXY_PORT"] == settings["PORT"]:
+        sys.exit(f"stack: PROXY_PORT and PORT are both {settings['PORT']}; nginx needs its own")
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     folder = Path(tempfile.mkdtemp(prefix="stack-"))
+    folder.chmod(0o755)  # nginx's workers, not root, write their temp files below it
     try:
         print(f"stack: files in {folder}", flush=True)
         print(f"stack: http://{LOOPBACK}:{settings['PROXY_PORT']}/api/health", flush=True)
