@@ -89,7 +89,7 @@ def answers(url: str, status: int = 200) -> Callable[[], bool]:
     def check() -> bool:
         try:
             return requests.get(url, timeout=1).status_code == status
-        except requests.ConnectionError:
+        except requests.RequestException:  # Refused or too slow yet: not ready.
             return False
 
     return check
