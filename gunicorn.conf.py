@@ -37,6 +37,10 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+# Behind a proxy its bound on the header block applies first (deploy/nginx.conf passes at most
+# about 1,000 of the shortest header lines); gunicorn's default of 100 would refuse more, in HTML.
+if settings["TRUSTED_PROXY_HOPS"]:
+    limit_request_fields = 1100
 # gunicorn's control socket defaults to one path per user; several servers would collide.
 control_socket_disable = True
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import cli, database, errors, hot_path, metrics
 from app.api import DOCS_ASSETS_URL, register_blueprints
@@ -30,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     hot_path.init_app(app)
+    trust_proxies(app)
     return app
 
 
@@ -68,3 +70,10 @@ def register_extensions(app: Flask) -> None:
             resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
             expose_headers=EXPOSED_HEADERS,
         )
+
+
+def trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For and -Proto from TRUSTED_PROXY_HOPS proxies, and no further."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:  # Without a proxy in front, those headers are whatever the client wrote.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
