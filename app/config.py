@@ -158,6 +158,7 @@ VARIABLES = (
     Variable("CORS_ORIGINS", "", origins, "comma-separated origins"),
     Variable("TOKEN_TTL", 7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400"),
     Variable("RATELIMIT_STORAGE_URI", "memory://", text, "a storage URI such as redis://host:6379"),
+    Variable("RATELIMIT_KEY_PREFIX", "app", text, "a non-empty string"),
 )
 
 
