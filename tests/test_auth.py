@@ -137,3 +137,14 @@ def test_repeated_failed_logins_from_one_client_answer_429(client):
     response = login(client, "guess-last@example.com")
     assert response.status_code == 429
     assert "Retry-After" in response.headers
+
+
+def test_tokens_and_profiles_are_never_cached(client, customer):
+    profile = "/api/user/profile"
+    responses = [
+        login(client, customer.email),
+        client.get(profile, headers=customer.headers),
+        client.patch(profile, json={"name": "Grace"}, headers=customer.headers),
+        register(client),
+    ]
+    assert [response.headers.get("Cache-Control") for response in responses] == ["no-store"] * 4

@@ -4,7 +4,7 @@ from flask.views import MethodView
 from limits import parse
 
 from app.api.access import current_token
-from app.api.blueprint import Blueprint
+from app.api.blueprint import Blueprint, not_stored
 from app.database import transaction
 from app.errors import ApiError
 from app.extensions import db
@@ -27,6 +27,7 @@ LOGINS_PER_CLIENT = Limit("login-client", parse("30 per 15 minutes"), by_client)
 REGISTRATIONS_PER_CLIENT = Limit("register-client", parse("10 per hour"), by_client)
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Sign up, in and out")
+blp.after_request(not_stored)
 
 
 @blp.route("/register")

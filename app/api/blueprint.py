@@ -26,6 +26,12 @@ def register_id_converter(app, api) -> None:
     api.register_converter(IdConverter, integerconverter2paramschema)
 
 
+def not_stored(response):
+    """Mark a response no cache may keep: it holds a token or a profile, the caller's alone."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class SchemaRulesParser(FlaskParser):
     """Lets each schema's Meta.unknown decide everywhere; webargs ignores unknown query keys."""
 

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from limits import parse
 
 from app.api.access import current_token, current_user
-from app.api.blueprint import Blueprint
+from app.api.blueprint import Blueprint, not_stored
 from app.database import transaction
 from app.errors import ApiError
 from app.models import User
@@ -15,6 +15,7 @@ from app.schemas.user import ProfileSchema, ProfileUpdateSchema
 from app.security import hash_password, password_matches, revoke_other_tokens
 
 blp = Blueprint("users", __name__, url_prefix="/api/user", description="Your profile")
+blp.after_request(not_stored)
 
 
 def by_user_changing_password(changes: dict[str, Any]) -> tuple[str, ...] | None:
