@@ -20,7 +20,9 @@ EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR))
+    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    # `/api//orders` is a 404 like any unknown path, not a redirect werkzeug writes in HTML.
+    app.url_map.merge_slashes = False
     configure(app, test_config or {})
     # Before the database: teardowns run in reverse, so metrics see the connection returned.
     metrics.init_app(app)

@@ -14,7 +14,8 @@ from app.database import health_probe, transaction
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import health_report
 from app.extensions import db
-from app.models.user import ADMIN
+from app.models.benefit import code_is
+from app.models.user import ADMIN, normalize_email
 from app.security import find_user_by_email, hash_password
 
 MIN_PASSWORD_LENGTH = 8
@@ -116,7 +117,7 @@ def seed_service(session, name: str, description: str, price_cents: int) -> bool
 
 def seed_benefit(session, code: str, title: str, percent: int, service: str | None) -> bool:
     """Add a demo benefit unless its code is taken; return whether it was added."""
-    taken = sa.select(models.Benefit.id).where(sa.func.lower(models.Benefit.code) == code.lower())
+    taken = sa.select(models.Benefit.id).where(code_is(code))
     if session.scalar(taken):
         return False
     service_id = service and session.scalar(
@@ -129,9 +130,9 @@ def seed_benefit(session, code: str, title: str, percent: int, service: str | No
 
 
 def valid_email(ctx, param, value: str) -> str:
-    """Refuse what is not an email address."""
+    """Refuse what is not an email address; take it as it is stored."""
     try:
-        return ma.validate.Email()(value.strip())
+        return ma.validate.Email()(normalize_email(value))
     except ma.ValidationError:
         raise click.BadParameter("not an email address") from None
 

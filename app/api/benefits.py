@@ -11,6 +11,7 @@ from app.api.pagination import paginate
 from app.errors import ApiError
 from app.extensions import db
 from app.models import Benefit, Service
+from app.models.benefit import code_is
 from app.schemas.benefit import (
     BenefitPage,
     BenefitPatchSchema,
@@ -98,5 +99,5 @@ def check_benefit(benefit: Benefit, fields: dict[str, Any]) -> None:
 
 def code_taken(code: str, own_id: int | None) -> bool:
     """Whether another benefit has this code, whatever its case."""
-    statement = sa.select(Benefit.id).where(sa.func.lower(Benefit.code) == code.lower())
+    statement = sa.select(Benefit.id).where(code_is(code))
     return any(row_id != own_id for row_id in db.session.scalars(statement))
