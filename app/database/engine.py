@@ -26,6 +26,7 @@ def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
         "pool_recycle": settings["DB_POOL_RECYCLE"],
         # DB_POOL_PRE_PING installs pre_ping.py's windowed ping instead (see init_app).
         "pool_pre_ping": False,
+        "hide_parameters": True,  # Statement parameters (emails, hashes) never reach a log.
     }
     if is_postgresql(settings["DATABASE_URL"]):
         options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])

@@ -30,7 +30,7 @@ class HealthProbe:
     def create_engine(self) -> Engine:
         """A pool-less engine with the request pool's timeouts."""
         url = self.settings["DATABASE_URL"]
-        options: dict[str, Any] = {"poolclass": NullPool}
+        options: dict[str, Any] = {"poolclass": NullPool, "hide_parameters": True}
         if is_postgresql(url):
             options["connect_args"] = connect_args(self.settings, self.name + HEALTH_SUFFIX)
         return sa.create_engine(url, **options)
