@@ -129,13 +129,13 @@ def test_failed_logins_for_one_email_do_not_block_another(client, customer, othe
     assert login(client, other_customer.email).status_code == 200
 
 
-def test_successful_logins_are_not_counted(client, customer):
+def test_successful_logins_do_not_add_up_to_a_lockout(client, customer):
     for _ in range(8):
         assert login(client, customer.email).status_code == 200
 
 
 def test_repeated_failed_logins_from_one_client_answer_429(client):
-    for number in range(30):
+    for number in range(60):
         assert login(client, f"guess{number}@example.com").status_code == 401
     response = login(client, "guess-last@example.com")
     assert response.status_code == 429

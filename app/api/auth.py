@@ -21,8 +21,8 @@ LOGINS_PER_EMAIL_AND_CLIENT = Limit(
 )
 # Guesses at one email from many addresses: at least ten of them to reach it.
 LOGINS_PER_EMAIL = Limit("login-email", parse("50 per 15 minutes"), by_email)
-# One address trying many emails.
-LOGINS_PER_CLIENT = Limit("login-client", parse("30 per 15 minutes"), by_client)
+# One address trying many emails; successes count too, as each costs a password check.
+LOGINS_PER_CLIENT = Limit("login-client", parse("60 per 15 minutes"), by_client)
 # Each registration hashes a password (scrypt, on purpose slow).
 REGISTRATIONS_PER_CLIENT = Limit("register-client", parse("10 per hour"), by_client)
 
