@@ -6,9 +6,9 @@ from itertools import count
 
 import pytest
 
-from app import create_app
+from app import create_app, rate_limits
 from app.database import dispose_engines, transaction
-from app.extensions import db, limiter
+from app.extensions import db
 from app.models import Benefit, Service, User
 from app.models.user import ADMIN, CUSTOMER
 from app.security import hash_password, issue_token
@@ -116,7 +116,7 @@ def runner(app):
 def fresh_rate_limits(request):
     """Every test of the app starts with no failed sign-ins counted."""
     if "app" in request.fixturenames:
-        limiter.reset()
+        rate_limits.counter_of(request.getfixturevalue("app")).reset()
 
 
 @functools.cache

@@ -2,10 +2,9 @@
 
 import pytest
 from flask import jsonify, request
-from limits import parse
 
 from app import create_app
-from app.api.auth import FAILED_LOGINS_PER_CLIENT
+from app.api.auth import LOGINS_PER_CLIENT
 from app.config import ConfigError, load_settings
 from tests.conftest import TEST_SETTINGS
 from tests.servers import GunicornServer, NginxServer, client_from
@@ -51,7 +50,7 @@ def test_behind_nginx_limits_key_on_the_real_client_and_forging_does_not_help(
 ):
     # One worker, so its in-memory counts are the only counts.
     env = {"DATABASE_URL": server_database_url, "TRUSTED_PROXY_HOPS": "1"}
-    allowed = parse(FAILED_LOGINS_PER_CLIENT).amount
+    allowed = LOGINS_PER_CLIENT.allowance.amount
     with GunicornServer(env) as gunicorn, NginxServer(f"127.0.0.1:{gunicorn.port}") as nginx:
         guesser, neighbour = client_from("127.0.0.40"), client_from("127.0.0.41")
         statuses = [failed_login(guesser, nginx.url, n) for n in range(allowed)]

@@ -19,6 +19,7 @@ from app.api.pagination import paginate
 from app.database import reading
 from app.errors import ApiError
 from app.models import Benefit, Service
+from app.models.benefit import code_is
 from app.schemas.benefit import (
     BenefitPage,
     BenefitPatchSchema,
@@ -112,6 +113,6 @@ def service_exists(service_id: int) -> bool:
 
 def code_taken(code: str, own_id: int | None) -> bool:
     """Whether another benefit has this code, whatever its case."""
-    statement = sa.select(Benefit.id).where(sa.func.lower(Benefit.code) == code.lower())
+    statement = sa.select(Benefit.id).where(code_is(code))
     with reading() as session:
         return any(row_id != own_id for row_id in session.scalars(statement))
