@@ -1,6 +1,7 @@
 """`bin/dev stack`: the production topology on one machine, in the foreground until Ctrl-C.
 
-    clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT) → DATABASE_URL
+    clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT)
+            → PgBouncer (deploy/pgbouncer.ini, when DB_POOLER=pgbouncer) → DATABASE_URL
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+from sqlalchemy.engine import make_url
 
 from deploy import nginx
+from deploy.pgbouncer import PgBouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -95,11 +98,11 @@ def answers(url: str, status: int = 200) -> Callable[[], bool]:
     return check
 
 
-def gunicorn_part(settings: dict[str, Any]) -> Part:
+def gunicorn_part(settings: dict[str, Any], database: dict[str, str]) -> Part:
     """gunicorn from gunicorn.conf.py on loopback only (clients come through nginx)."""
     address = f"{LOOPBACK}:{settings['PORT']}"
     # One proxy in front: the app believes nginx's X-Forwarded-For, and nothing further.
-    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1"}
+    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1", **database}
     # Every worker must share one key; development's default is random per process.
     env.setdefault("SECRET_KEY", secrets.token_hex(32))
     return Part(
@@ -122,14 +125,38 @@ def nginx_part(folder: Path, address: str, port: int, upstream: str) -> Part:
     )
 
 
+def pgbouncer_part(bouncer: PgBouncer) -> Part:
+    """deploy/pgbouncer.ini in front of the server; ready once its console answers."""
+    bouncer.write_ini()
+    # Its own log file is PgBouncer's (it runs as postgres); the part's catches the rest.
+    output = bouncer.folder / "pgbouncer.out"
+    return Part(name="pgbouncer", command=bouncer.command, ready=bouncer.answers, log=output)
+
+
+def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
+    """gunicorn's database variables when PgBouncer stands between it and the server."""
+    return {
+        "DATABASE_URL": bouncer.url(make_url(server_url).database),
+        "DATABASE_DIRECT_URL": server_url,
+        "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+    }
+
+
 def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
     upstream = f"{LOOPBACK}:{settings['PORT']}"
     nginx_folder = folder / "nginx"
     nginx_folder.mkdir()
+    database_parts, database = [], {}
+    if settings["DB_POOLER"] == "pgbouncer":
+        # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
+        server = make_url(settings["DATABASE_URL"])
+        bouncer = PgBouncer(f"host={server.host or LOOPBACK} port={server.port or 5432}")
+        database_parts = [pgbouncer_part(bouncer)]
+        database = through_pgbouncer(bouncer, settings["DATABASE_URL"])
     return [
-        # PgBouncer (DB_POOLER=pgbouncer) goes first: gunicorn's DATABASE_URL points at it.
-        gunicorn_part(settings),
+        *database_parts,
+        gunicorn_part(settings, database),
         nginx_part(nginx_folder, LOOPBACK, settings["PROXY_PORT"], upstream),
         # Prometheus goes last, scraping gunicorn's metrics.
     ]

@@ -1,4 +1,4 @@
-"""`bin/dev stack`: nginx → gunicorn → PostgreSQL comes up, and Ctrl-C leaves nothing running."""
+"""`bin/dev stack`: nginx → gunicorn → (PgBouncer) → PostgreSQL comes up; Ctrl-C leaves nothing."""
 
 import contextlib
 import hashlib
@@ -54,9 +54,13 @@ def group_alive(group: int) -> bool:
     return True
 
 
-def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(server_database_url, tmp_path):
+@pytest.mark.parametrize("pooler", ["none", "pgbouncer"])
+def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
+    server_database_url, tmp_path, pooler
+):
     proxy_port = free_port()
     env = {
+        "DB_POOLER": pooler,
         **os.environ,
         "VENV": str(installed_venv_view(tmp_path)),
         "DATABASE_URL": server_database_url,
@@ -73,6 +77,8 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(server_database_
     try:
         health = wait_for_status(f"http://127.0.0.1:{proxy_port}/api/health", 200, 90)
         assert health.status_code == 200, (tmp_path / "stack.log").read_text()
+        # Behind PgBouncer, health reports its pool: the stack wired the admin console.
+        assert ("pooler" in health.json()["database"]) == (pooler == "pgbouncer")
         unrouted = requests.get(f"http://127.0.0.1:{proxy_port}/metrics", timeout=5)
         assert unrouted.status_code == 404  # nginx answers, not gunicorn
         os.killpg(stack.pid, signal.SIGINT)
