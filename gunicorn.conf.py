@@ -19,7 +19,7 @@ from app.config import load_settings
 from app.database import dispose_engines
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import HealthProbe
-from app.metrics import record_pool
+from app.database.pool_metrics import start_pool_metrics
 
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
@@ -62,9 +62,8 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Publish the new worker's pool bounds before its first request."""
-    with worker.wsgi.app_context():
-        record_pool()
+    """Start the worker's pool metrics (bounds, leak sweeper) before its first request."""
+    start_pool_metrics(worker.wsgi)
 
 
 def worker_exit(server, worker):

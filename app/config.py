@@ -4,6 +4,7 @@ Every setting the service reads comes through `load_settings`, so a bad value st
 start-up with one line that names the variable and what it accepts.
 """
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -125,6 +126,23 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def choice(*words: str) -> Callable[[Any], str]:
+    """A parser for one of words, in any case."""
+
+    def parse(value: Any) -> str:
+        word = str(value).strip().lower()
+        if word not in words:
+            raise ValueError
+        return word
+
+    return parse
+
+
+def ip_address(value: Any) -> str:
+    """An IPv4 or IPv6 address to listen on."""
+    return str(ipaddress.ip_address(str(value).strip()))
+
+
 def sqlite_default() -> str:
     """The embedded database used when DATABASE_URL is unset."""
     return f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
@@ -158,6 +176,19 @@ VARIABLES = (
     Variable("CORS_ORIGINS", "", origins, "comma-separated origins"),
     Variable("TOKEN_TTL", 7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400"),
     Variable("RATELIMIT_STORAGE_URI", "memory://", text, "a storage URI such as redis://host:6379"),
+    # Observability (issue 10). LOG_FORMAT's default depends on the server: see complete().
+    Variable("LOG_FORMAT", None, choice("text", "json"), "text or json"),
+    Variable("SLOW_REQUEST_MS", 1000, integer(0, 86_400_000), "milliseconds, 0 (off) or more"),
+    Variable("METRICS_PORT", 9100, integer(1, 65535), "a port number from 1 to 65535"),
+    Variable("METRICS_BIND", "127.0.0.1", ip_address, "an IPv4 or IPv6 address"),
+    # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
+    # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
+    Variable(
+        "DB_LEAK_DETECTION_THRESHOLD",
+        30000,
+        integer(0, 86_400_000),
+        "milliseconds, 0 (off) or more",
+    ),
 )
 
 
@@ -194,6 +225,8 @@ def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, 
                 "SECRET_KEY", "a non-empty string (required outside development)", None
             )
         settings["SECRET_KEY"] = secrets.token_hex(32)
+    if settings["LOG_FORMAT"] is None:
+        settings["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
     return settings
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics at /metrics: requests, error codes, and each process's pool.
+"""Prometheus metrics at /metrics: requests and error codes (pools: app/database/pool_metrics.py).
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
 its samples to a shared folder, and /metrics adds them up across workers.
@@ -7,7 +7,6 @@ its samples to a shared folder, and /metrics adds them up across workers.
 import functools
 import os
 import time
-import weakref
 
 from flask import Flask, Response, request
 from prometheus_client import (
@@ -15,13 +14,12 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 
-from app.database import pool_engine
+from app.database.pool_metrics import ROUTE
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP responses by route and status", ["method", "route", "status"]
@@ -37,21 +35,6 @@ ERRORS = Counter("api_errors_total", "Error responses by error code", ["code"])
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Where TimedRequests leaves the request's arrival time in the WSGI environ.
 STARTED_AT = "app.metrics.started_at"
-POOL_CHECKED_OUT = Gauge(
-    "db_pool_checked_out_connections", "Connections in use by requests", multiprocess_mode="livesum"
-)
-POOL_OPEN = Gauge(
-    "db_pool_open_connections", "Connections the pools hold open", multiprocess_mode="livesum"
-)
-POOL_CAPACITY = Gauge(
-    "db_pool_capacity_connections",
-    "Most connections the pools may open (pool_size + max_overflow)",
-    multiprocess_mode="livesum",
-)
-
-
-# The pool numbers each pool last published: checked out, open, capacity.
-PUBLISHED_POOL_NUMBERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def count_error(code: str) -> None:
@@ -77,7 +60,7 @@ class TimedRequests:
 def record_response(response):
     """Count the response and time it, labelled by route pattern (never the raw path)."""
     current = request._get_current_object()  # One context lookup instead of four.
-    route = current.url_rule.rule if current.url_rule else "unmatched"
+    route = current.environ[ROUTE] = current.url_rule.rule if current.url_rule else "unmatched"
     method = current.method if current.method in KNOWN_METHODS else "other"
     request_counter(method, route, response.status_code).inc()
     started_at = current.environ.get(STARTED_AT)
@@ -99,21 +82,6 @@ def latency_histogram(route: str):
     return LATENCY.labels(route)
 
 
-def record_pool(_exception=None) -> None:
-    """Publish this process's pool after each request, once its connection is back."""
-    pool = pool_engine().pool
-    if not hasattr(pool, "checkedout"):
-        return
-    checked_out = pool.checkedout()
-    numbers = (checked_out, checked_out + pool.checkedin(), pool.size() + pool._max_overflow)
-    # Most requests leave the pool as they found it: skip three shared-memory writes then.
-    # Keyed by pool, so a pool made anew (dispose after a fork) publishes from scratch.
-    if PUBLISHED_POOL_NUMBERS.get(pool) != numbers:
-        for gauge, value in zip((POOL_CHECKED_OUT, POOL_OPEN, POOL_CAPACITY), numbers, strict=True):
-            gauge.set(value)
-        PUBLISHED_POOL_NUMBERS[pool] = numbers
-
-
 def metrics() -> Response:
     """The Prometheus text exposition, summed over gunicorn's workers when there are several."""
     registry = REGISTRY
@@ -127,5 +95,4 @@ def init_app(app: Flask) -> None:
     """Time and count every request; serve /metrics."""
     app.wsgi_app = TimedRequests(app.wsgi_app)
     app.after_request(record_response)
-    app.teardown_appcontext(record_pool)
     app.add_url_rule("/metrics", "metrics", metrics)

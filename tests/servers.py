@@ -104,6 +104,10 @@ class GunicornServer:
             self.process.kill()
             raise
 
+    def metrics(self) -> str:
+        """The Prometheus exposition, summed over the workers."""
+        return self.get("/metrics").text
+
     def output(self) -> str:
         """Everything the master and workers logged so far."""
         self.log.flush()

@@ -5,6 +5,7 @@ from sqlalchemy.engine import Engine
 
 from app.database.engine import engine_options
 from app.database.health import HealthProbe
+from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
 from app.database.session import remove_session, transaction
 from app.extensions import db, migrate
@@ -31,6 +32,7 @@ def init_app(app: Flask) -> None:
     settings = app.config
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
+    install_pool_metrics(app)
     db.init_app(app)
     with app.app_context():
         app.extensions[POOL_ENGINE] = db.engine
