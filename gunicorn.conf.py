@@ -20,7 +20,10 @@ from app.database import dispose_engines
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import HealthProbe
 from app.database.pool_metrics import start_pool_metrics
+from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
 
+# Under gunicorn, log lines are JSON unless LOG_FORMAT says text; workers inherit the choice.
+os.environ.setdefault("LOG_FORMAT", "json")
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
 
@@ -36,6 +39,9 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+# gunicorn's lines, its access log and the app's, all in LOG_FORMAT (app/request_log.py).
+logconfig_dict = gunicorn_logconfig(settings["LOG_FORMAT"])
+access_log_format = ACCESS_LOG_FORMAT
 # gunicorn's control socket defaults to one path per user; several servers would collide.
 control_socket_disable = True
 

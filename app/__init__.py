@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, database, errors, hot_path, metrics
+from app import cli, database, errors, hot_path, metrics, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
 from app.extensions import api, cors, limiter
@@ -25,6 +25,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Before the database: teardowns run in reverse, so metrics see the connection returned.
     metrics.init_app(app)
     database.init_app(app)
+    # Outermost: every response gets its X-Request-ID, and the request's numbers are final.
+    request_log.init_app(app)
     register_extensions(app)
     register_blueprints(app, api)
     errors.init_app(app)
