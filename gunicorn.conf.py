@@ -20,6 +20,7 @@ from app.database import dispose_engines
 from app.database.budget import check_budget, fetch_server_limits
 from app.database.health import HealthProbe
 from app.database.pool_metrics import start_pool_metrics
+from app.metrics import serve_metrics
 from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
 
 # Under gunicorn, log lines are JSON unless LOG_FORMAT says text; workers inherit the choice.
@@ -59,6 +60,16 @@ def on_starting(server):
     if verdict.errors:
         sys.exit("refusing to start: the connection budget does not hold (see above)")
     server.log.info("connection budget: %s, within limits", verdict.arithmetic)
+
+
+def when_ready(server):
+    """Serve /metrics on METRICS_BIND:METRICS_PORT from the master, before any worker forks."""
+    port, address = settings["METRICS_PORT"], settings["METRICS_BIND"]
+    try:
+        serve_metrics(port, address)
+    except OSError as error:
+        sys.exit(f"refusing to start: METRICS_PORT {port} on {address}: {error.strerror}")
+    server.log.info("metrics on http://%s:%s/metrics", address, port)
 
 
 def post_fork(server, worker):

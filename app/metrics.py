@@ -1,22 +1,20 @@
-"""Prometheus metrics at /metrics: requests and error codes (pools: app/database/pool_metrics.py).
+"""Prometheus metrics: requests and error codes (pools: app/database/pool_metrics.py).
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
-its samples to a shared folder, and /metrics adds them up across workers.
+its samples to a shared folder, and the master's listener on METRICS_PORT adds them up.
+The API port has no /metrics: the numbers are for operators, not clients.
 """
 
 import functools
-import os
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 from app.database.pool_metrics import ROUTE
@@ -82,17 +80,20 @@ def latency_histogram(route: str):
     return LATENCY.labels(route)
 
 
-def metrics() -> Response:
-    """The Prometheus text exposition, summed over gunicorn's workers when there are several."""
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+def serve_metrics(port: int, address: str):
+    """Serve the Prometheus exposition on address:port, summed over gunicorn's workers.
+
+    Run in gunicorn's master (when_ready), which never serves a request: the workers write
+    their samples to PROMETHEUS_MULTIPROC_DIR and this listener adds them up per scrape,
+    away from the public port. Returns the server; an OSError if the port is taken.
+    """
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    server, _thread = start_http_server(port, address, registry)
+    return server
 
 
 def init_app(app: Flask) -> None:
-    """Time and count every request; serve /metrics."""
+    """Time and count every request (served on METRICS_PORT by gunicorn.conf.py, not here)."""
     app.wsgi_app = TimedRequests(app.wsgi_app)
     app.after_request(record_response)
-    app.add_url_rule("/metrics", "metrics", metrics)
