@@ -126,7 +126,7 @@ def test_the_health_probe_is_a_pool_of_its_own(pooled_app):
 def test_a_waiting_request_shows_as_pending_then_as_a_timeout(server_database_url):
     env = {
         "DATABASE_URL": server_database_url,
-        "GUNICORN_THREADS": "3",  # One left for /metrics while two wait.
+        "GUNICORN_THREADS": "2",
         "DB_POOL_SIZE": "1",
         "DB_MAX_OVERFLOW": "0",
         "DB_POOL_TIMEOUT": "2",
