@@ -39,7 +39,8 @@ REQUEST_FIELDS = (
     "db_wait_ms",
     "db_queries",
 )
-ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+# The message of an access line; the request's fields follow it (as key=value, or JSON).
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s'
 
 # The id of the request this thread serves, for the log lines it causes.
 CURRENT = threading.local()
