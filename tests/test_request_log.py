@@ -119,7 +119,7 @@ def test_under_gunicorn_every_line_is_json_with_the_requests_fields(server_datab
         response = server.get("/api/services", headers={"X-Request-ID": "json-1"})
         assert response.status_code == 200
         server.get("/api/services/424242", headers={"X-Request-ID": "json-2"})
-        output = output_once(server, '"request_id": "json-2"')
+        output = output_once(server, "GET /api/services/424242 HTTP/1.1")  # Its access line.
     lines = json_lines(output)  # Raises if any line is not JSON.
     assert {"gunicorn.error", "gunicorn.access", "app.request_log"} <= {x["logger"] for x in lines}
     access = [x for x in lines if x["logger"] == "gunicorn.access" and x.get("request_id")]
