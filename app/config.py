@@ -4,6 +4,7 @@ Every setting the service reads comes through `load_settings`, so a bad value st
 start-up with one line that names the variable and what it accepts.
 """
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -144,6 +145,11 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def ip_address(value: Any) -> str:
+    """An IPv4 or IPv6 address to listen on."""
+    return str(ipaddress.ip_address(str(value).strip()))
+
+
 def sqlite_default() -> str:
     """The embedded database used when DATABASE_URL is unset."""
     return f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
@@ -193,6 +199,19 @@ VARIABLES = (
     Variable("TRUSTED_PROXY_HOPS", 0, integer(0, 10), "a whole number from 0 to 10"),
     Variable("PROXY_PORT", 8080, integer(1, 65535), "a port number from 1 to 65535"),
     Variable("RATELIMIT_KEY_PREFIX", "app", text, "a non-empty string"),
+    # Observability (issue 10). LOG_FORMAT's default depends on the server: see complete().
+    Variable("LOG_FORMAT", None, choice("text", "json"), "text or json"),
+    Variable("SLOW_REQUEST_MS", 1000, integer(0, 86_400_000), "milliseconds, 0 (off) or more"),
+    Variable("METRICS_PORT", 9100, integer(1, 65535), "a port number from 1 to 65535"),
+    Variable("METRICS_BIND", "127.0.0.1", ip_address, "an IPv4 or IPv6 address"),
+    # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
+    # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
+    Variable(
+        "DB_LEAK_DETECTION_THRESHOLD",
+        30000,
+        integer(0, 86_400_000),
+        "milliseconds, 0 (off) or more",
+    ),
 )
 
 
@@ -235,6 +254,8 @@ def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, 
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
             settings["DATABASE_URL"],
         )
+    if settings["LOG_FORMAT"] is None:
+        settings["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
     return settings
 
 
