@@ -53,18 +53,6 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
-def number(low: float, high: float) -> Callable[[Any], float]:
-    """A parser for a decimal number in [low, high]."""
-
-    def parse(value: Any) -> float:
-        result = float(str(value).strip())
-        if not low <= result <= high:
-            raise ValueError
-        return result
-
-    return parse
-
-
 def boolean(value: Any) -> bool:
     """Parse true/false, 1/0, yes/no, on/off."""
     if isinstance(value, bool):
@@ -159,7 +147,9 @@ VARIABLES = (
     Variable("DATABASE_URL", None, database_url, "a postgres://, postgresql:// or sqlite:// URL"),
     Variable("DB_POOL_SIZE", 5, integer(1, 1000), "a whole number from 1 to 1000"),
     Variable("DB_MAX_OVERFLOW", 5, integer(0, 1000), "a whole number from 0 to 1000"),
-    Variable("DB_POOL_TIMEOUT", 10, number(0.1, 600), "seconds from 0.1 to 600"),
+    # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which turns
+    # pool_timeout into an int, so 0.5 would silently mean "never wait".
+    Variable("DB_POOL_TIMEOUT", 10, integer(1, 600), "whole seconds from 1 to 600"),
     Variable("DB_POOL_RECYCLE", 1800, integer(-1, 86400), "seconds from -1 (never) to 86400"),
     Variable("DB_POOL_PRE_PING", True, boolean, "true or false"),
     Variable("DB_CONNECT_TIMEOUT", 5, integer(1, 300), "whole seconds from 1 to 300"),
