@@ -30,9 +30,9 @@ os.environ.setdefault("LOG_FORMAT", "json")
 settings = load_settings()
 
 wsgi_app = "wsgi:app"
-bind = f"0.0.0.0:{settings['PORT']}"
-workers = settings["WEB_CONCURRENCY"]
-threads = settings["GUNICORN_THREADS"]
+bind = f"0.0.0.0:{settings.port}"
+workers = settings.web_concurrency
+threads = settings.gunicorn_threads
 worker_class = "gthread" if threads > 1 else "sync"
 # A worker stuck past the pool, statement and connect timeouts is killed and replaced.
 timeout = 60
@@ -43,10 +43,10 @@ errorlog = "-"
 loglevel = "info"
 # Behind a proxy its bound on the header block applies first (deploy/nginx.conf passes at most
 # about 1,000 of the shortest header lines); gunicorn's default of 100 would refuse more, in HTML.
-if settings["TRUSTED_PROXY_HOPS"]:
+if settings.trusted_proxy_hops:
     limit_request_fields = 1100
 # gunicorn's lines, its access log and the app's, all in LOG_FORMAT (app/request_log.py).
-logconfig_dict = gunicorn_logconfig(settings["LOG_FORMAT"])
+logconfig_dict = gunicorn_logconfig(settings.log_format)
 access_log_format = ACCESS_LOG_FORMAT
 # gunicorn's control socket defaults to one path per user; several servers would collide.
 control_socket_disable = True
@@ -70,7 +70,7 @@ def on_starting(server):
 
 def when_ready(server):
     """Serve /metrics on METRICS_BIND:METRICS_PORT from the master, before any worker forks."""
-    port, address = settings["METRICS_PORT"], settings["METRICS_BIND"]
+    port, address = settings.metrics_port, settings.metrics_bind
     try:
         serve_metrics(port, address)
     except OSError as error:

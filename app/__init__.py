@@ -1,7 +1,6 @@
 """The ordering service: a Flask app that never exhausts its database's connections."""
 
 import os
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -9,14 +8,26 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import cli, database, errors, hot_path, metrics, rate_limits, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
-from app.config import INSTANCE_DIR, VARIABLES, load_settings
+from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings, load_settings
 from app.extensions import api, cors
 from app.schemas.common import ErrorSchema
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MAX_BODY_BYTES = 1024 * 1024
 # Response headers a browser client must read: versions for If-Match, retries, replays.
 EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
+# What Flask, Flask-SQLAlchemy and flask-smorest read from app.config: the same in every
+# deployment, so constants here rather than variables of app/config.py.
+FLASK_CONSTANTS = {
+    "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+    "API_TITLE": "Ordering service",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": DOCS_ASSETS_URL + "/",
+}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -40,22 +51,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def configure(app: Flask, overrides: dict[str, Any]) -> None:
-    """Load validated settings, then the Flask and OpenAPI constants."""
+    """Load the validated Settings, then the Flask constants and any other override."""
     settings = load_settings({**os.environ, **overrides})
-    app.config.update(settings)
-    app.config.update({k: v for k, v in overrides.items() if k not in {v.name for v in VARIABLES}})
-    app.config.update(
-        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        MIGRATIONS_DIR=MIGRATIONS_DIR,
-        SQLALCHEMY_TRACK_MODIFICATIONS=False,
-        API_TITLE="Ordering service",
-        API_VERSION="1.0.0",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL + "/",
-    )
+    app.extensions[SETTINGS_EXTENSION] = settings
+    variables = {variable.name for variable in VARIABLES}
+    app.config.update({k: v for k, v in overrides.items() if k not in variables})
+    app.config.update(FLASK_CONSTANTS, SECRET_KEY=settings.secret_key)
     os.makedirs(app.instance_path, exist_ok=True)
 
 
@@ -64,16 +65,17 @@ def register_extensions(app: Flask) -> None:
     api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
     rate_limits.init_app(app)
-    if app.config["CORS_ORIGINS"]:  # With no origin allowed, flask-cors would only cost time.
+    origins = app_settings(app).cors_origins
+    if origins:  # With no origin allowed, flask-cors would only cost time.
         cors.init_app(
             app,
-            resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+            resources={r"/api/*": {"origins": list(origins)}},
             expose_headers=EXPOSED_HEADERS,
         )
 
 
 def trust_proxies(app: Flask) -> None:
     """Believe X-Forwarded-For and -Proto from TRUSTED_PROXY_HOPS proxies, and no further."""
-    hops = app.config["TRUSTED_PROXY_HOPS"]
+    hops = app_settings(app).trusted_proxy_hops
     if hops:  # Without a proxy in front, those headers are whatever the client wrote.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)

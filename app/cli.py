@@ -8,10 +8,11 @@ from typing import Any
 import click
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import with_appcontext
 
 from app import models
+from app.config import app_settings
 from app.database import health_probe, transaction
 from app.database.budget import assess_budget
 from app.database.health import health_report
@@ -60,17 +61,17 @@ def db_info(as_json: bool) -> None:
 
 def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
-    config = current_app.config
+    settings = app_settings()
     health, _ = health_report(health_probe(), db.engine, with_detail=True)
-    budget, limits, limits_error = assess_budget(config, health_probe().server_engine)
+    budget, limits, limits_error = assess_budget(settings, health_probe().server_engine)
     return {
         "health": health,
-        "settings": {name: config[name] for name in POOL_SETTINGS},
+        "settings": {name: settings.variable(name) for name in POOL_SETTINGS},
         "database": {"url": db.engine.url.render_as_string(hide_password=True)},
         "server": limits.__dict__ | {"available": limits.available, "free": limits.free}
         if limits
         else {"error": limits_error},
-        "serverSettings": {"warnings": settings_warnings(health_probe().engine, config)},
+        "serverSettings": {"warnings": settings_warnings(health_probe().engine, settings)},
         "budget": {
             "worstCase": budget.worst_case,
             "arithmetic": budget.arithmetic,

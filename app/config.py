@@ -1,18 +1,23 @@
 """Read and validate the environment in one place.
 
 Every setting the service reads comes through `load_settings`, so a bad value stops
-start-up with one line that names the variable and what it accepts.
+start-up with one line that names the variable and what it accepts. The answer is one frozen
+`Settings`: a misspelt name is an AttributeError a type checker sees, not a missing key.
 """
 
 import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from flask import Flask, current_app
+
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+# Where create_app keeps the app's Settings (Flask's place for per-app state of add-ons).
+SETTINGS_EXTENSION = "settings"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -119,11 +124,11 @@ def application_name(value: Any) -> str:
     return name
 
 
-def origins(value: Any) -> list[str]:
+def origins(value: Any) -> tuple[str, ...]:
     """Split a comma-separated list of origins."""
     if isinstance(value, list | tuple):
-        return list(value)
-    return [origin.strip() for origin in str(value).split(",") if origin.strip()]
+        return tuple(value)
+    return tuple(origin.strip() for origin in str(value).split(",") if origin.strip())
 
 
 def text(value: Any) -> str:
@@ -205,17 +210,73 @@ VARIABLES = (
 )
 
 
-def load_settings(environ: Mapping[str, Any] = os.environ) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every variable of VARIABLES, parsed and completed: one field each, named in lower case."""
+
+    database_url: str
+    db_pool_size: int
+    db_max_overflow: int
+    db_pool_timeout: int
+    db_pool_recycle: int
+    db_pool_pre_ping: bool
+    db_connect_timeout: int
+    db_statement_timeout: int
+    db_idle_in_transaction_timeout: int
+    db_application_name: str
+    db_connection_budget: int | None
+    db_pooler: str
+    database_direct_url: str | None
+    pgbouncer_admin_url: str | None
+    web_concurrency: int
+    gunicorn_threads: int
+    port: int
+    secret_key: str
+    cors_origins: tuple[str, ...]
+    token_ttl: int
+    ratelimit_storage_uri: str
+    trusted_proxy_hops: int
+    proxy_port: int
+    ratelimit_key_prefix: str
+    log_format: str
+    slow_request_ms: int
+    metrics_port: int
+    metrics_bind: str
+    db_leak_detection_threshold: int
+
+    def variable(self, name: str) -> Any:
+        """The value of the environment variable called name, for output keyed by those names."""
+        return getattr(self, field_name(name))
+
+
+def field_name(variable_name: str) -> str:
+    """The Settings field that holds an environment variable."""
+    return variable_name.lower()
+
+
+def check_settings_fields() -> None:
+    """Stop at import when Settings and VARIABLES do not name the same variables."""
+    names = {field_name(variable.name) for variable in VARIABLES}
+    differ = names.symmetric_difference(field.name for field in fields(Settings))
+    if differ:
+        raise TypeError(f"Settings and VARIABLES disagree on {sorted(differ)}")
+
+
+check_settings_fields()
+
+
+def load_settings(environ: Mapping[str, Any] = os.environ) -> Settings:
     """Parse every variable in VARIABLES from environ, or raise ConfigError."""
-    settings = {}
+    values = {}
     for variable in VARIABLES:
         raw = environ.get(variable.name)
         blank = isinstance(raw, str) and not raw.strip()
         if raw is None or (blank and variable.default is not None):
             raw = variable.default
         # An empty DATABASE_URL or SECRET_KEY is a mistake to report, not a reason to default.
-        settings[variable.name] = None if raw is None else parse(variable, raw)
-    return complete(settings, environ)
+        values[variable.name] = None if raw is None else parse(variable, raw)
+    completed = complete(values, environ)
+    return Settings(**{field_name(name): value for name, value in completed.items()})
 
 
 def parse(variable: Variable, raw: Any) -> Any:
@@ -226,29 +287,34 @@ def parse(variable: Variable, raw: Any) -> Any:
         raise ConfigError(variable.name, variable.accepts, raw) from None
 
 
-def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill the defaults that depend on other settings."""
+def complete(values: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill the defaults that depend on other variables, before they become Settings."""
     debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
-    development = settings["DATABASE_URL"] is None or debug
-    if settings["DATABASE_URL"] is None:
-        settings["DATABASE_URL"] = sqlite_default()
-    if settings["SECRET_KEY"] is None:
+    development = values["DATABASE_URL"] is None or debug
+    if values["DATABASE_URL"] is None:
+        values["DATABASE_URL"] = sqlite_default()
+    if values["SECRET_KEY"] is None:
         if not development:
             raise ConfigError(
                 "SECRET_KEY", "a non-empty string (required outside development)", None
             )
-        settings["SECRET_KEY"] = secrets.token_hex(32)
-    if settings["DB_POOLER"] == "pgbouncer" and not is_postgresql(settings["DATABASE_URL"]):
+        values["SECRET_KEY"] = secrets.token_hex(32)
+    if values["DB_POOLER"] == "pgbouncer" and not is_postgresql(values["DATABASE_URL"]):
         raise ConfigError(
             "DATABASE_URL",
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
-            settings["DATABASE_URL"],
+            values["DATABASE_URL"],
         )
-    if settings["LOG_FORMAT"] is None:
-        settings["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
-    return settings
+    if values["LOG_FORMAT"] is None:
+        values["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
+    return values
 
 
 def is_postgresql(url: str) -> bool:
     """Whether a normalised database URL points at PostgreSQL."""
     return url.startswith("postgresql")
+
+
+def app_settings(app: Flask | None = None) -> Settings:
+    """The Settings create_app loaded for app, or for the current app."""
+    return (app or current_app).extensions[SETTINGS_EXTENSION]

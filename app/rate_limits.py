@@ -22,6 +22,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from app.config import app_settings
 from app.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def limited(*rules: Limit):
 
 def init_app(app: Flask) -> None:
     """Give the app its attempt counter, on RATELIMIT_STORAGE_URI."""
+    settings = app_settings(app)
     app.extensions[EXTENSION] = AttemptCounter(
-        app.config["RATELIMIT_STORAGE_URI"], app.config["RATELIMIT_KEY_PREFIX"]
+        settings.ratelimit_storage_uri, settings.ratelimit_key_prefix
     )

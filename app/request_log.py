@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask, has_request_context, request
 
+from app.config import app_settings
 from app.database.pool_metrics import REQUEST_ID, ROUTE, USAGE
 
 log = logging.getLogger(__name__)
@@ -228,5 +229,6 @@ def configure_logging(log_format: str) -> None:
 
 def init_app(app: Flask) -> None:
     """Give every request an id and a log line; format the app's logs as LOG_FORMAT says."""
-    configure_logging(app.config["LOG_FORMAT"])
-    app.wsgi_app = RequestLog(app.wsgi_app, app.config["SLOW_REQUEST_MS"])
+    settings = app_settings(app)
+    configure_logging(settings.log_format)
+    app.wsgi_app = RequestLog(app.wsgi_app, settings.slow_request_ms)

@@ -6,10 +6,10 @@ import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.config import app_settings
 from app.models import ApiToken, User
 from app.models.base import utcnow
 
@@ -44,7 +44,7 @@ def token_digest(token: str) -> str:
 def issue_token(session: Session, user: User) -> tuple[str, datetime]:
     """Create a token for user; return it (shown once, never stored) and its expiry."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    expires_at = utcnow() + timedelta(seconds=current_app.config["TOKEN_TTL"])
+    expires_at = utcnow() + timedelta(seconds=app_settings().token_ttl)
     session.add(ApiToken(user=user, token_hash=token_digest(token), expires_at=expires_at))
     return token, expires_at
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 import requests
 from sqlalchemy.engine import make_url
 
+from app.config import Settings, load_settings
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
 
@@ -98,9 +99,9 @@ def answers(url: str, status: int = 200) -> Callable[[], bool]:
     return check
 
 
-def gunicorn_part(settings: dict[str, Any], database: dict[str, str]) -> Part:
+def gunicorn_part(settings: Settings, database: dict[str, str]) -> Part:
     """gunicorn from gunicorn.conf.py on loopback only (clients come through nginx)."""
-    address = f"{LOOPBACK}:{settings['PORT']}"
+    address = f"{LOOPBACK}:{settings.port}"
     # One proxy in front: the app believes nginx's X-Forwarded-For, and nothing further.
     env = {**os.environ, "TRUSTED_PROXY_HOPS": "1", **database}
     # Every worker must share one key; development's default is random per process.
@@ -142,22 +143,22 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
     }
 
 
-def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
+def parts(settings: Settings, folder: Path) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
-    upstream = f"{LOOPBACK}:{settings['PORT']}"
+    upstream = f"{LOOPBACK}:{settings.port}"
     nginx_folder = folder / "nginx"
     nginx_folder.mkdir()
     database_parts, database = [], {}
-    if settings["DB_POOLER"] == "pgbouncer":
+    if settings.db_pooler == "pgbouncer":
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
-        server = make_url(settings["DATABASE_URL"])
+        server = make_url(settings.database_url)
         bouncer = PgBouncer(f"host={server.host or LOOPBACK} port={server.port or 5432}")
         database_parts = [pgbouncer_part(bouncer)]
-        database = through_pgbouncer(bouncer, settings["DATABASE_URL"])
+        database = through_pgbouncer(bouncer, settings.database_url)
     return [
         *database_parts,
         gunicorn_part(settings, database),
-        nginx_part(nginx_folder, LOOPBACK, settings["PROXY_PORT"], upstream),
+        nginx_part(nginx_folder, LOOPBACK, settings.proxy_port, upstream),
         # Prometheus goes last, scraping gunicorn's metrics.
     ]
 
@@ -194,18 +195,16 @@ def interrupt(signum, frame) -> None:
 
 def main() -> int:
     """Run the stack from the environment's settings until interrupted."""
-    from app.config import load_settings
-
     settings = load_settings()
-    if settings["PROXY_PORT"] == settings["PORT"]:
-        sys.exit(f"stack: PROXY_PORT and PORT are both {settings['PORT']}; nginx needs its own")
+    if settings.proxy_port == settings.port:
+        sys.exit(f"stack: PROXY_PORT and PORT are both {settings.port}; nginx needs its own")
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     folder = Path(tempfile.mkdtemp(prefix="stack-"))
     folder.chmod(0o755)  # nginx's workers, not root, write their temp files below it
     try:
         print(f"stack: files in {folder}", flush=True)
-        print(f"stack: http://{LOOPBACK}:{settings['PROXY_PORT']}/api/health", flush=True)
+        print(f"stack: http://{LOOPBACK}:{settings.proxy_port}/api/health", flush=True)
         return run(parts(settings, folder))
     except RuntimeError as error:  # A part that would not start, with its log.
         print(f"stack: {error}", file=sys.stderr)

@@ -6,6 +6,8 @@ from flask import current_app
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from app.config import app_settings
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -109,7 +111,7 @@ def migration_connection():
     The app's engine runs in autocommit for its reads; DDL and its settings need the
     server's own transaction, from BEGIN to COMMIT.
     """
-    direct_url = current_app.config.get("DATABASE_DIRECT_URL")
+    direct_url = app_settings().database_direct_url
     engine = get_engine()
     if direct_url:
         engine = create_engine(direct_url, poolclass=NullPool)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from app import create_app
+from app.config import app_settings
 from app.extensions import db
 from app.models import ApiToken, User
 from tests import pg
@@ -81,9 +82,9 @@ def test_login_token_is_long_random_and_stored_only_as_its_hash(app, client, cus
 def test_login_token_expires_after_token_ttl(app, client, customer):
     before = datetime.now(UTC)
     expires_at = datetime.fromisoformat(login(client, customer.email).json["expires_at"])
-    ttl = timedelta(seconds=app.config["TOKEN_TTL"])
+    ttl = timedelta(seconds=app_settings(app).token_ttl)
     assert before + ttl <= expires_at <= datetime.now(UTC) + ttl
-    assert app.config["TOKEN_TTL"] == 7 * 86400
+    assert app_settings(app).token_ttl == 7 * 86400
 
 
 def test_login_with_a_wrong_password_is_401(client, customer):

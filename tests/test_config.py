@@ -1,9 +1,11 @@
 """Every setting parses, or stops start-up with one line naming it and what it accepts."""
 
+import dataclasses
+
 import pytest
 
 from app import create_app
-from app.config import INSTANCE_DIR, ConfigError, load_settings
+from app.config import INSTANCE_DIR, VARIABLES, ConfigError, Settings, app_settings, load_settings
 
 BASE = {"SECRET_KEY": "s"}
 
@@ -47,24 +49,24 @@ def test_config_error_is_a_clean_exit_with_no_traceback():
 
 def test_defaults_match_the_contract():
     settings = load_settings({})
-    assert settings["DB_POOL_SIZE"] == 5
-    assert settings["DB_MAX_OVERFLOW"] == 5
-    assert settings["DB_POOL_TIMEOUT"] == 10
-    assert settings["DB_POOL_RECYCLE"] == 1800
-    assert settings["DB_POOL_PRE_PING"] is True
-    assert settings["DB_CONNECT_TIMEOUT"] == 5
-    assert settings["DB_STATEMENT_TIMEOUT"] == 15000
-    assert settings["DB_IDLE_IN_TRANSACTION_TIMEOUT"] == 30000
-    assert settings["DB_APPLICATION_NAME"] == "app"
-    assert settings["DB_CONNECTION_BUDGET"] is None
-    assert settings["WEB_CONCURRENCY"] == 2
-    assert settings["GUNICORN_THREADS"] == 1
-    assert settings["PORT"] == 8000
-    assert settings["CORS_ORIGINS"] == []
+    assert settings.db_pool_size == 5
+    assert settings.db_max_overflow == 5
+    assert settings.db_pool_timeout == 10
+    assert settings.db_pool_recycle == 1800
+    assert settings.db_pool_pre_ping is True
+    assert settings.db_connect_timeout == 5
+    assert settings.db_statement_timeout == 15000
+    assert settings.db_idle_in_transaction_timeout == 30000
+    assert settings.db_application_name == "app"
+    assert settings.db_connection_budget is None
+    assert settings.web_concurrency == 2
+    assert settings.gunicorn_threads == 1
+    assert settings.port == 8000
+    assert settings.cors_origins == ()
 
 
 def test_unset_database_url_means_sqlite_in_the_instance_folder():
-    assert load_settings({})["DATABASE_URL"] == f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
+    assert load_settings({}).database_url == f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,7 @@ def test_unset_database_url_means_sqlite_in_the_instance_folder():
 )
 def test_postgres_urls_use_the_psycopg2_driver(url):
     settings = load_settings({**BASE, "DATABASE_URL": url})
-    assert settings["DATABASE_URL"] == "postgresql+psycopg2://u:p@db:5432/orders"
+    assert settings.database_url == "postgresql+psycopg2://u:p@db:5432/orders"
 
 
 def test_secret_key_is_required_outside_development():
@@ -87,18 +89,36 @@ def test_secret_key_is_required_outside_development():
 
 def test_secret_key_is_random_in_development():
     first, second = load_settings({}), load_settings({"FLASK_DEBUG": "1"})
-    assert len(first["SECRET_KEY"]) >= 32
-    assert first["SECRET_KEY"] != second["SECRET_KEY"]
+    assert len(first.secret_key) >= 32
+    assert first.secret_key != second.secret_key
 
 
 def test_values_are_trimmed_and_words_accepted():
     settings = load_settings(
         {" DB_POOL_SIZE": "x", "DB_POOL_SIZE": " 7 ", "DB_POOL_PRE_PING": "off"}
     )
-    assert settings["DB_POOL_SIZE"] == 7
-    assert settings["DB_POOL_PRE_PING"] is False
+    assert settings.db_pool_size == 7
+    assert settings.db_pool_pre_ping is False
 
 
 def test_cors_origins_split_on_commas():
     settings = load_settings({"CORS_ORIGINS": "https://a.example, https://b.example,"})
-    assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_every_variable_has_one_settings_field_and_every_field_a_variable():
+    fields = [field.name for field in dataclasses.fields(Settings)]
+    assert sorted(fields) == sorted(variable.name.lower() for variable in VARIABLES)
+
+
+def test_settings_are_frozen():
+    settings = load_settings({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.db_pool_size = 50
+
+
+def test_create_app_keeps_its_settings_and_passes_other_keys_to_flask():
+    app = create_app({**BASE, "DATABASE_URL": "sqlite://", "DB_POOL_SIZE": 2, "TESTING": True})
+    assert app_settings(app).db_pool_size == 2
+    assert app.config["TESTING"] is True
+    assert "DB_POOL_SIZE" not in app.config

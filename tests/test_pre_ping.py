@@ -23,7 +23,7 @@ def engine(database_url, request):
     settings = load_settings(
         {"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name}
     )
-    engine = sa.create_engine(settings["DATABASE_URL"], **engine_options(settings))
+    engine = sa.create_engine(settings.database_url, **engine_options(settings))
     engine.application_name = name
     yield engine
     engine.dispose()

@@ -1,8 +1,11 @@
 """The process's database: one bounded engine, its health probe and their lifecycle."""
 
+from pathlib import Path
+
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
+from app.config import Settings, app_settings
 from app.database.engine import behind_pgbouncer, engine_options
 from app.database.health import HealthProbe
 from app.database.pool_metrics import install_pool_metrics
@@ -10,6 +13,8 @@ from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
 from app.database.session import reading, remove_session, transaction
 from app.extensions import db, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 __all__ = [
     "dispose_engines",
@@ -28,8 +33,8 @@ def init_app(app: Flask) -> None:
     The request's session is removed at teardown_appcontext; removing a session closes
     it, which rolls back whatever was not committed.
     """
-    settings = app.config
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    settings = app_settings(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     install_pool_metrics(app)
     db.init_app(app)
@@ -38,16 +43,16 @@ def init_app(app: Flask) -> None:
     # After Flask-SQLAlchemy's own teardown, so it runs first (last in, first out) and
     # theirs finds the session already removed.
     app.teardown_appcontext(remove_session)
-    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     app.extensions["health_probe"] = HealthProbe(settings)
 
 
-def configure_engine(engine: Engine, settings) -> None:
+def configure_engine(engine: Engine, settings: Settings) -> None:
     """Install the request pool's pre-ping and, behind PgBouncer, its transaction rules."""
     pgbouncer = behind_pgbouncer(settings)
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)
-    if settings["DB_POOL_PRE_PING"]:
+    if settings.db_pool_pre_ping:
         install_pre_ping(engine, ping_server=not pgbouncer)
 
 

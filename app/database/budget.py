@@ -6,12 +6,12 @@ max_client_conn, while the server is checked against PgBouncer's pool for our da
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine, make_url
 
+from app.config import Settings
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
 # Each worker may hold one more connection than its pool: the health probe's own.
@@ -47,10 +47,10 @@ class BudgetCheck:
     warnings: list[str]
 
 
-def worst_case(settings: dict[str, Any]) -> tuple[int, str]:
+def worst_case(settings: Settings) -> tuple[int, str]:
     """Most server connections the deployment may hold, and the sum that gives it."""
-    workers = settings["WEB_CONCURRENCY"]
-    pool, overflow = settings["DB_POOL_SIZE"], settings["DB_MAX_OVERFLOW"]
+    workers = settings.web_concurrency
+    pool, overflow = settings.db_pool_size, settings.db_max_overflow
     total = workers * (pool + overflow + HEALTH_PROBE_CONNECTIONS)
     arithmetic = (
         f"WEB_CONCURRENCY {workers} × (DB_POOL_SIZE {pool} + DB_MAX_OVERFLOW {overflow}"
@@ -84,17 +84,17 @@ def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None
         return None, str(original).strip().splitlines()[0]
 
 
-def fetch_pooler_settings(settings: dict[str, Any]) -> tuple[PoolerSettings | None, str | None]:
+def fetch_pooler_settings(settings: Settings) -> tuple[PoolerSettings | None, str | None]:
     """PgBouncer's settings through PGBOUNCER_ADMIN_URL, or None and why not."""
-    if settings["DB_POOLER"] != "pgbouncer":
+    if settings.db_pooler != "pgbouncer":
         return None, "DB_POOLER is none"
-    if not settings["PGBOUNCER_ADMIN_URL"]:
+    if not settings.pgbouncer_admin_url:
         return None, "PGBOUNCER_ADMIN_URL is unset"
-    return pgbouncer_settings(settings["PGBOUNCER_ADMIN_URL"])
+    return pgbouncer_settings(settings.pgbouncer_admin_url)
 
 
 def assess_budget(
-    settings: dict[str, Any], engine: Engine
+    settings: Settings, engine: Engine
 ) -> tuple[BudgetCheck, ServerLimits | None, str | None]:
     """Read the server (and PgBouncer), then check the budget; with the limits read, or why not.
 
@@ -108,7 +108,7 @@ def assess_budget(
 
 
 def check_budget(
-    settings: dict[str, Any],
+    settings: Settings,
     limits: ServerLimits | None,
     limits_error: str | None = None,
     pooler: PoolerSettings | None = None,
@@ -121,16 +121,16 @@ def check_budget(
     """
     total, arithmetic = worst_case(settings)
     errors, warnings = [], []
-    budget = settings["DB_CONNECTION_BUDGET"]
+    budget = settings.db_connection_budget
     if budget is not None and total > budget:
         errors.append(f"worst case {arithmetic} exceeds DB_CONNECTION_BUDGET {budget}")
-    if settings["DB_POOLER"] != "pgbouncer":
+    if settings.db_pooler != "pgbouncer":
         more_errors, more_warnings = server_findings(total, arithmetic, limits, limits_error)
     elif pooler is None:
         more_errors, more_warnings = [], [f"PgBouncer's settings not checked: {pooler_error}"]
     else:
         more_errors, more_warnings = pgbouncer_findings(settings, pooler, limits, limits_error)
-    if settings["DB_POOLER"] == "pgbouncer" and budget is None:
+    if settings.db_pooler == "pgbouncer" and budget is None:
         warnings.append(
             f"DB_CONNECTION_BUDGET is unset: this host may open {total} client connections to"
             " PgBouncer; set it to PgBouncer's max_client_conn / the number of hosts"
@@ -166,7 +166,7 @@ def server_sum(limits: ServerLimits) -> str:
 
 
 def pgbouncer_findings(
-    settings: dict[str, Any],
+    settings: Settings,
     pooler: PoolerSettings,
     limits: ServerLimits | None,
     limits_error: str | None,
@@ -183,7 +183,7 @@ def pgbouncer_findings(
         errors.append(
             f"worst case {arithmetic} exceeds PgBouncer's max_client_conn {max_client_conn}"
         )
-    database = make_url(settings["DATABASE_URL"]).database
+    database = make_url(settings.database_url).database
     servers, servers_arithmetic = pooler.server_connections(database)
     if limits is None:
         warnings.append(f"server limits not checked: {limits_error}")
@@ -195,9 +195,9 @@ def pgbouncer_findings(
     return errors, warnings
 
 
-def queue_wait_warnings(settings: dict[str, Any], pooler: PoolerSettings) -> list[str]:
+def queue_wait_warnings(settings: Settings, pooler: PoolerSettings) -> list[str]:
     """Warn when PgBouncer's queue may hold a request past DB_POOL_TIMEOUT + 1 s."""
-    wait_s, pool_timeout_s = pooler.config["query_wait_timeout"], settings["DB_POOL_TIMEOUT"]
+    wait_s, pool_timeout_s = pooler.config["query_wait_timeout"], settings.db_pool_timeout
     if 0 < wait_s <= pool_timeout_s + 1:
         return []
     shown = "0 (no limit)" if wait_s == 0 else f"{wait_s:g} s"
@@ -207,13 +207,13 @@ def queue_wait_warnings(settings: dict[str, Any], pooler: PoolerSettings) -> lis
     ]
 
 
-def thread_warnings(settings: dict[str, Any]) -> list[str]:
+def thread_warnings(settings: Settings) -> list[str]:
     """Warn when a worker has more threads than connections: the rest queue for one."""
-    threads = settings["GUNICORN_THREADS"]
-    connections = settings["DB_POOL_SIZE"] + settings["DB_MAX_OVERFLOW"]
+    threads = settings.gunicorn_threads
+    connections = settings.db_pool_size + settings.db_max_overflow
     if threads <= connections:
         return []
     return [
         f"GUNICORN_THREADS {threads} > DB_POOL_SIZE + DB_MAX_OVERFLOW {connections}: the other"
-        f" threads wait up to DB_POOL_TIMEOUT {settings['DB_POOL_TIMEOUT']:g} s for a connection"
+        f" threads wait up to DB_POOL_TIMEOUT {settings.db_pool_timeout:g} s for a connection"
     ]

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from app.config import is_postgresql
+from app.config import Settings, is_postgresql
 from app.database.timeouts import startup_options
 
 # A server that vanishes without a reset (failover, cable) is noticed within about 30 s,
@@ -16,7 +16,7 @@ TCP_LIVENESS = {
 }
 
 
-def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
+def engine_options(settings: Settings) -> dict[str, Any]:
     """SQLAlchemy engine options for the request pool of one process.
 
     Connections run in autocommit: a read is one statement and one round trip, with no
@@ -24,18 +24,18 @@ def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
     only while it runs. Writes open a real transaction in `transaction()` (session.py).
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "hide_parameters": True}
-    if is_in_memory_sqlite(settings["DATABASE_URL"]):
+    if is_in_memory_sqlite(settings.database_url):
         return options  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
     options.update(
-        pool_size=settings["DB_POOL_SIZE"],
-        max_overflow=settings["DB_MAX_OVERFLOW"],
-        pool_timeout=settings["DB_POOL_TIMEOUT"],
-        pool_recycle=settings["DB_POOL_RECYCLE"],
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
         # DB_POOL_PRE_PING installs pre_ping.py's windowed ping instead (see init_app).
         pool_pre_ping=False,
     )
-    if is_postgresql(settings["DATABASE_URL"]):
-        options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])
+    if is_postgresql(settings.database_url):
+        options["connect_args"] = connect_args(settings, settings.db_application_name)
     return options
 
 
@@ -44,21 +44,19 @@ def is_in_memory_sqlite(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
 
 
-def behind_pgbouncer(settings: dict[str, Any]) -> bool:
+def behind_pgbouncer(settings: Settings) -> bool:
     """Whether DATABASE_URL points at PgBouncer in transaction mode."""
-    return settings["DB_POOLER"] == "pgbouncer"
+    return settings.db_pooler == "pgbouncer"
 
 
-def connect_args(
-    settings: dict[str, Any], application_name: str, direct: bool = False
-) -> dict[str, Any]:
+def connect_args(settings: Settings, application_name: str, direct: bool = False) -> dict[str, Any]:
     """psycopg2 connection arguments: timeouts, keepalives and our application_name.
 
     Behind PgBouncer (unless direct: a connection to the server itself) the server limits
     go with each transaction instead (timeouts.py).
     """
     arguments = {
-        "connect_timeout": settings["DB_CONNECT_TIMEOUT"],
+        "connect_timeout": settings.db_connect_timeout,
         "application_name": application_name,
         **TCP_LIVENESS,
     }

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from app.config import is_postgresql
+from app.config import Settings, is_postgresql
 from app.database.describe import describe
 from app.database.engine import behind_pgbouncer, connect_args
 from app.database.pgbouncer import pool_numbers
@@ -47,12 +47,12 @@ class HealthProbe:
     checks, and it costs the server at most one connection per process per second.
     """
 
-    def __init__(self, settings: dict[str, Any]):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.name = settings["DB_APPLICATION_NAME"]
+        self.name = settings.db_application_name
         self.lock = threading.Lock()
-        self.engine = self.create_engine(settings["DATABASE_URL"], direct=False)
-        direct_url = settings["DATABASE_DIRECT_URL"]
+        self.engine = self.create_engine(settings.database_url, direct=False)
+        direct_url = settings.database_direct_url
         self.server_engine = self.create_engine(direct_url, True) if direct_url else self.engine
         self.last: Probe | None = None
 
@@ -69,7 +69,7 @@ class HealthProbe:
 
     def probe(self, pool_engine: Engine) -> Probe:
         """The latest check, made now when the last one is older than MAX_AGE_S."""
-        wait_s = self.settings["DB_CONNECT_TIMEOUT"]
+        wait_s = self.settings.db_connect_timeout
         if not self.lock.acquire(timeout=wait_s):
             return Probe(False, None, error="the database did not answer a health check in time")
         try:
@@ -96,7 +96,7 @@ class HealthProbe:
 
     def pooler_numbers(self) -> dict[str, Any] | None:
         """PgBouncer's numbers for our database and role, when PGBOUNCER_ADMIN_URL is set."""
-        admin_url = self.settings["PGBOUNCER_ADMIN_URL"]
+        admin_url = self.settings.pgbouncer_admin_url
         if not admin_url:
             return None
         url = self.engine.url
@@ -125,14 +125,14 @@ class HealthProbe:
             engine.dispose(close=False)
 
 
-def pool_status(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
+def pool_status(engine: Engine, settings: Settings) -> dict[str, Any]:
     """This process's pool: its bounds and what is in use right now."""
     pool = engine.pool
     status: dict[str, Any] = {"class": type(pool).__name__}
     if hasattr(pool, "checkedout"):
         status.update(
             size=pool.size(),
-            maxOverflow=settings["DB_MAX_OVERFLOW"],
+            maxOverflow=settings.db_max_overflow,
             checkedOut=pool.checkedout(),
             overflow=max(pool.overflow(), 0),
             idle=pool.checkedin(),

@@ -25,6 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from app.config import app_settings
 from app.database import leaks
 from app.extensions import db
 
@@ -284,7 +285,7 @@ class PoolMetrics:
 
     def __init__(self, app: Flask):
         self.app = app
-        self.leak_threshold_s = app.config["DB_LEAK_DETECTION_THRESHOLD"] / 1000
+        self.leak_threshold_s = app_settings(app).db_leak_detection_threshold / 1000
         self.watched: list[tuple[PoolWatch, Engine]] = []
         self.started_in_generation = -1
 

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from app.config import Settings
 from app.database.timeouts import scope_timeouts_to_transactions
 
 # deploy/pgbouncer.ini's query_wait_timeout is at least this long.
@@ -48,7 +49,7 @@ def keep_other_connections(context: sa_exc.StatementError | Any):
     return None
 
 
-def install_pgbouncer_mode(engine: Engine, settings: dict[str, Any]) -> None:
+def install_pgbouncer_mode(engine: Engine, settings: Settings) -> None:
     """Make engine safe and truthful on PgBouncer in transaction mode."""
     scope_timeouts_to_transactions(engine, settings)
     event.listen(engine, "before_cursor_execute", note_statement_start)

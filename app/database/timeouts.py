@@ -8,13 +8,12 @@ as SET LOCAL, in the same round trip: a statement in autocommit runs, with its S
 as one implicit transaction, and a transaction keeps them until it ends.
 """
 
-from typing import Any
-
 import sqlalchemy as sa
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from app.config import Settings
 from app.database.describe import describe
 
 # Each server setting we rely on, and the variable that sets it.
@@ -24,17 +23,17 @@ SERVER_SETTINGS = {
 }
 
 
-def server_settings(settings: dict[str, Any]) -> dict[str, int]:
+def server_settings(settings: Settings) -> dict[str, int]:
     """The server-side limits every statement of ours runs under, in milliseconds."""
-    return {name: settings[variable] for name, variable in SERVER_SETTINGS.items()}
+    return {name: settings.variable(variable) for name, variable in SERVER_SETTINGS.items()}
 
 
-def startup_options(settings: dict[str, Any]) -> str:
+def startup_options(settings: Settings) -> str:
     """The limits as libpq's `options` startup parameter, for a direct connection."""
     return " ".join(f"-c {name}={value}" for name, value in server_settings(settings).items())
 
 
-def transaction_local_prefix(settings: dict[str, Any]) -> str:
+def transaction_local_prefix(settings: Settings) -> str:
     """The limits as SET LOCAL statements, to run ahead of a transaction's first statement."""
     return "".join(
         f"SET LOCAL {name} = {value}; " for name, value in server_settings(settings).items()
@@ -52,7 +51,7 @@ def starts_a_transaction(dbapi_connection) -> bool:
     return dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
 
 
-def scope_timeouts_to_transactions(engine: Engine, settings: dict[str, Any]) -> None:
+def scope_timeouts_to_transactions(engine: Engine, settings: Settings) -> None:
     """Prefix each transaction's first statement on engine with SET LOCAL of our limits."""
     prefix = transaction_local_prefix(settings)
 
@@ -74,7 +73,7 @@ def read_effective_settings(engine: Engine) -> dict[str, int]:
     return dict(zip(names, row, strict=True))
 
 
-def settings_mismatches(engine: Engine, settings: dict[str, Any]) -> list[str]:
+def settings_mismatches(engine: Engine, settings: Settings) -> list[str]:
     """Each limit the server applies differently from our settings, in words; [] when all hold."""
     wanted = server_settings(settings)
     effective = read_effective_settings(engine)
@@ -85,7 +84,7 @@ def settings_mismatches(engine: Engine, settings: dict[str, Any]) -> list[str]:
     ]
 
 
-def settings_warnings(engine: Engine, settings: dict[str, Any]) -> list[str]:
+def settings_warnings(engine: Engine, settings: Settings) -> list[str]:
     """What start-up and db-info warn about the limits: mismatches, or that none could be read."""
     if engine.dialect.name != "postgresql":
         return []
