@@ -6,7 +6,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, database, errors, hot_path, metrics, rate_limits, request_log
+from app import cli, database, errors, flask_app, metrics, rate_limits, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings, load_settings
 from app.extensions import api, cors
@@ -32,7 +32,7 @@ FLASK_CONSTANTS = {
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app = flask_app.ApiFlask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
     # `/api//orders` is a 404 like any unknown path, not a redirect werkzeug writes in HTML.
     app.url_map.merge_slashes = False
     configure(app, test_config or {})
@@ -45,7 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app, api)
     errors.init_app(app)
     cli.init_app(app)
-    hot_path.init_app(app)
+    flask_app.init_app(app)
     trust_proxies(app)
     return app
 

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask.views import MethodView
 
 from app.api.blueprint import Blueprint
-from app.api.crud import (
+from app.api.catalogue import (
     delete_unreferenced,
     filter_by,
     get_or_404,

@@ -1,4 +1,4 @@
-"""What hot_path leaves out is work, never behaviour: CORS and sessions still hold."""
+"""What ApiFlask leaves out is work, never behaviour: CORS and sessions still hold."""
 
 import flask
 import pytest

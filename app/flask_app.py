@@ -1,7 +1,8 @@
-"""Per-request work this API does not need, kept off the hot path.
+"""The Flask class this API runs on, and its session interface for bearer-token callers.
 
-Profiling a one-row GET showed each of these costing about as much as the database query
-itself (README, "Performance"); none of them changes what a client sees.
+Both leave out per-request work the API does not need: profiling a one-row GET showed each
+costing about as much as the database query itself (README, "Performance"); neither changes
+what a client sees.
 """
 
 import inspect
@@ -12,7 +13,7 @@ from flask.sessions import SecureCookieSessionInterface
 from app.json_provider import OrjsonProvider
 
 
-class App(Flask):
+class ApiFlask(Flask):
     """Flask, writing JSON with orjson and asking once per function whether it is async.
 
     Flask passes every hook, view and error handler through ensure_sync on every request,
