@@ -23,6 +23,7 @@ from flask import Flask, has_request_context, request
 
 from app.config import app_settings
 from app.database.pool_metrics import REQUEST_ID, ROUTE, USAGE
+from app.models.base import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,11 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": utc_timestamp(datetime.fromtimestamp(record.created, UTC), "milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line["time"] = line["time"].replace("+00:00", "Z")
         line.update(line_fields(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

@@ -19,7 +19,7 @@ from app.api.pagination import paginate
 from app.database import reading
 from app.errors import ApiError
 from app.models import Benefit, Service
-from app.models.benefit import code_is
+from app.models.benefit import WINDOW_REVERSED, code_is, window_reversed
 from app.schemas.benefit import (
     BenefitPage,
     BenefitPatchSchema,
@@ -98,9 +98,8 @@ def check_benefit(benefit: Benefit, fields: dict[str, Any]) -> None:
     merged |= fields
     if merged["service_id"] is not None and not service_exists(merged["service_id"]):
         raise ApiError.validation({"service_id": ["No such service."]})
-    start, end = merged["valid_from"], merged["valid_until"]
-    if start and end and start >= end:
-        raise ApiError.validation({"valid_until": ["Must be later than valid_from."]})
+    if window_reversed(merged["valid_from"], merged["valid_until"]):
+        raise ApiError.validation({"valid_until": [WINDOW_REVERSED]})
     if "code" in fields and code_taken(fields["code"], benefit.id):
         raise ApiError(409, "conflict", "a benefit has this code", {"code": ["Already in use."]})
 

@@ -2,8 +2,9 @@
 
 from app.api.blueprint import Blueprint
 from app.database import health_probe
-from app.database.health import health_report, utc_timestamp
+from app.database.health import health_report
 from app.extensions import db
+from app.models.base import utc_timestamp
 from app.schemas.health import HealthSchema, LiveSchema
 
 blp = Blueprint("health", __name__, url_prefix="/api/health", description="Service health")

@@ -4,7 +4,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ from app.database.describe import describe
 from app.database.engine import behind_pgbouncer, connect_args
 from app.database.pgbouncer import pool_numbers
 from app.database.timeouts import scope_timeouts_to_transactions
+from app.models.base import utc_timestamp
 
 log = logging.getLogger(__name__)
 HEALTH_SUFFIX = "/health"
@@ -139,11 +139,6 @@ def pool_status(engine: Engine, settings: Settings) -> dict[str, Any]:
             timeoutSeconds=pool.timeout(),
         )
     return status
-
-
-def utc_timestamp() -> str:
-    """Now, in UTC, as ISO 8601 with a Z."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def health_report(

@@ -26,6 +26,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_timestamp(moment: datetime | None = None, timespec: str = "auto") -> str:
+    """moment (by default now) in UTC, as ISO 8601 ending in Z."""
+    moment = utcnow() if moment is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 class Timestamps:
     """created_at and updated_at columns, kept by the ORM in UTC."""
 

@@ -8,6 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models.base import Timestamps, UtcDateTime
 
+WINDOW_REVERSED = "Must be later than valid_from."
+
 
 class Benefit(Timestamps, db.Model):
     """A discount for one service (or every service when service_id is null)."""
@@ -42,6 +44,11 @@ class Benefit(Timestamps, db.Model):
             and (self.valid_from is None or self.valid_from <= at)
             and (self.valid_until is None or at < self.valid_until)
         )
+
+
+def window_reversed(valid_from: datetime | None, valid_until: datetime | None) -> bool:
+    """Whether a validity window ends before it starts (as the table's check refuses)."""
+    return valid_from is not None and valid_until is not None and valid_from >= valid_until
 
 
 def code_is(code: str) -> sa.ColumnElement[bool]:

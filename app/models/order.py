@@ -28,7 +28,7 @@ class Order(Timestamps, db.Model):
         sa.CheckConstraint(
             "discount_cents >= 0 AND total_cents >= 0", name="discount_and_total_not_negative"
         ),
-        sa.CheckConstraint(f"status IN {STATUSES}", name="status_known"),
+        sa.CheckConstraint(sa.column("status").in_(STATUSES), name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

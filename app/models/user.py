@@ -27,7 +27,7 @@ class User(Timestamps, db.Model):
     """A customer or an admin; the email is stored normalised (normalize_email), and unique."""
 
     __tablename__ = "users"
-    __table_args__ = (sa.CheckConstraint(f"role IN {ROLES}", name="role_known"),)
+    __table_args__ = (sa.CheckConstraint(sa.column("role").in_(ROLES), name="role_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)

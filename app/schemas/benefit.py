@@ -2,6 +2,7 @@
 
 import marshmallow as ma
 
+from app.models.benefit import WINDOW_REVERSED, window_reversed
 from app.schemas.common import (
     MAX_ID,
     PageQuery,
@@ -39,9 +40,8 @@ class BenefitSchema(StrictSchema):
     @ma.validates_schema
     def window_is_ordered(self, data, **kwargs):
         """valid_from, when given with valid_until, comes first."""
-        start, end = data.get("valid_from"), data.get("valid_until")
-        if start and end and start >= end:
-            raise ma.ValidationError("Must be later than valid_from.", "valid_until")
+        if window_reversed(data.get("valid_from"), data.get("valid_until")):
+            raise ma.ValidationError(WINDOW_REVERSED, "valid_until")
 
 
 class BenefitQuery(PageQuery):
