@@ -9,7 +9,7 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,11 @@ VARIABLES = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every variable of VARIABLES, parsed and completed: one field each, named in lower case."""
+    """Every variable of VARIABLES, parsed and completed: one field each, named in lower case.
+
+    database_url, secret_key and log_format are None only inside load_settings, until
+    complete() fills them.
+    """
 
     database_url: str
     db_pool_size: int
@@ -274,9 +278,8 @@ def load_settings(environ: Mapping[str, Any] = os.environ) -> Settings:
         if raw is None or (blank and variable.default is not None):
             raw = variable.default
         # An empty DATABASE_URL or SECRET_KEY is a mistake to report, not a reason to default.
-        values[variable.name] = None if raw is None else parse(variable, raw)
-    completed = complete(values, environ)
-    return Settings(**{field_name(name): value for name, value in completed.items()})
+        values[field_name(variable.name)] = None if raw is None else parse(variable, raw)
+    return complete(Settings(**values), environ)
 
 
 def parse(variable: Variable, raw: Any) -> Any:
@@ -287,27 +290,28 @@ def parse(variable: Variable, raw: Any) -> Any:
         raise ConfigError(variable.name, variable.accepts, raw) from None
 
 
-def complete(values: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill the defaults that depend on other variables, before they become Settings."""
+def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
+    """Fill the defaults that depend on other settings (unset until here: None)."""
     debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
-    development = values["DATABASE_URL"] is None or debug
-    if values["DATABASE_URL"] is None:
-        values["DATABASE_URL"] = sqlite_default()
-    if values["SECRET_KEY"] is None:
+    development = settings.database_url is None or debug
+    if settings.database_url is None:
+        settings = replace(settings, database_url=sqlite_default())
+    if settings.secret_key is None:
         if not development:
             raise ConfigError(
                 "SECRET_KEY", "a non-empty string (required outside development)", None
             )
-        values["SECRET_KEY"] = secrets.token_hex(32)
-    if values["DB_POOLER"] == "pgbouncer" and not is_postgresql(values["DATABASE_URL"]):
+        settings = replace(settings, secret_key=secrets.token_hex(32))
+    if settings.db_pooler == "pgbouncer" and not is_postgresql(settings.database_url):
         raise ConfigError(
             "DATABASE_URL",
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
-            values["DATABASE_URL"],
+            settings.database_url,
         )
-    if values["LOG_FORMAT"] is None:
-        values["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
-    return values
+    if settings.log_format is None:
+        # gunicorn.conf.py makes json its own default.
+        settings = replace(settings, log_format="text")
+    return settings
 
 
 def is_postgresql(url: str) -> bool:
