@@ -11,8 +11,8 @@ import psycopg2
 from bench import ceiling, dataset
 from bench.load import WrkMissing, require_wrk
 from bench.plan import make_plan
+from bench.postgres import ADMIN_DSN, migrated_database
 from bench.runner import Target, run_once
-from tests.pg import ADMIN_DSN
 
 MATPLOTLIB_HINT = "matplotlib is not installed: pip install -r bench/requirements.txt"
 
@@ -63,19 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(
         args.smoke, args.runs, args.out, workers=args.workers, pre_ping=not args.no_pre_ping
     )
-    name, url = dataset.create_database()
     role = None
     try:
-        counts = dataset.load(url, plan.size)
-        print(f"bench: database {name} loaded: {counts}", flush=True)
-        role = ceiling.create_role(url, plan.overload_ceiling)
-        runs = run_all(plan, url, ceiling.url_as(url, role), counts)
+        with migrated_database("bench") as url:
+            counts = dataset.load(url, plan.size)
+            print(f"bench: database {url} loaded: {counts}", flush=True)
+            role = ceiling.create_role(url, plan.overload_ceiling)
+            runs = run_all(plan, url, ceiling.url_as(url, role), counts)
     finally:
-        try:
-            dataset.drop_database(name)
-        finally:
-            if role:
-                ceiling.drop_role(role)
+        if role:
+            ceiling.drop_role(role)
     from bench.report import write_report
 
     path = write_report(plan, runs, counts, server_version())

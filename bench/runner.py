@@ -16,10 +16,10 @@ from bench.ceiling import Neighbour, server_words
 from bench.dataset import BENCH_PASSWORD, signed_in_emails
 from bench.load import Load, Record, read_records, run_wrk
 from bench.plan import Plan
+from bench.postgres import ADMIN_DSN
 from bench.sampler import Sampler, Samples
 from bench.servers import Server, ServerSpec, start_server
 from bench.stats import per_bin, percentile, recovery_s
-from tests.pg import ADMIN_DSN
 
 SECRET_KEY = "bench-secret-key"
 # gunicorn's default access line: … "GET /path HTTP/1.1" 200 …

@@ -1,18 +1,46 @@
 """Sample our server connections (pg_stat_activity) and worker memory every 100 ms."""
 
+import threading
 import time
 from dataclasses import dataclass, field
 
 import psycopg2
 
 from bench.servers import Server, rss_mib
-from tests.probes import BackgroundLoop
 
 INTERVAL_S = 0.1
 OUR_CONNECTIONS = (
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE application_name = %(name)s OR application_name LIKE %(name)s || '/%%'"
 )
+
+
+class BackgroundLoop:
+    """Calls tick() every interval_s on a daemon thread for as long as it is entered."""
+
+    interval_s = 0.1
+
+    def __enter__(self):
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+    def run(self) -> None:
+        """Tick on a fixed schedule until stopped (a slow tick does not shift the next)."""
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            self.tick()
+            next_at += self.interval_s
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+    def tick(self) -> None:
+        """One round of the loop's work."""
+        raise NotImplementedError
 
 
 @dataclass

@@ -29,23 +29,15 @@ _user_numbers = count(1)
 @pytest.fixture(scope="session")
 def database_url():
     """A freshly migrated database for the whole session, dropped at its end."""
-    name, url = pg.create_database()
-    try:
-        pg.migrate(url)
+    with pg.migrated_database() as url:
         yield url
-    finally:
-        pg.drop_database(name)
 
 
 @pytest.fixture(scope="module")
 def server_database_url():
     """A migrated database of its own for a module whose servers commit for real."""
-    name, url = pg.create_database("apptest_srv")
-    try:
-        pg.migrate(url)
+    with pg.migrated_database("apptest_srv") as url:
         yield url
-    finally:
-        pg.drop_database(name)
 
 
 @pytest.fixture(scope="session")

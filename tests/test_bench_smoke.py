@@ -30,13 +30,7 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
         importlib.util.find_spec("matplotlib") is not None,
         "matplotlib is not installed: pip install -r bench/requirements.txt",
     )
-    finished = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--runs", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT_S,
-    )
+    finished = run_module("bench", "--smoke", "--runs", "1", "--out", str(tmp_path))
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
     assert run["floor"]["requests"] > 0
@@ -55,16 +49,21 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
         assert (tmp_path / chart).stat().st_size > 0
 
 
-def run_without_tools(module: str, *args: str, empty_dir: Path) -> subprocess.CompletedProcess:
-    """Run python -m module with a PATH on which no tool is found."""
+def run_module(module: str, *args: str, env: dict[str, str] | None = None):
+    """Run python -m module from the repository's root; return the finished process."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env={**os.environ, "PATH": str(empty_dir)},
+        env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=SMOKE_TIMEOUT_S,
     )
+
+
+def run_without_tools(module: str, *args: str, empty_dir: Path) -> subprocess.CompletedProcess:
+    """Run python -m module with a PATH on which no tool is found."""
+    return run_module(module, *args, env={**os.environ, "PATH": str(empty_dir)})
 
 
 def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
@@ -78,19 +77,11 @@ def test_the_instruction_count_runs_its_request_loop():
     # The counted child, without valgrind: its requests must all be served.
     from bench import dataset
     from bench.instructions import SERVICES
+    from bench.postgres import migrated_database
 
-    name, url = dataset.create_database()
-    try:
+    with migrated_database("bench") as url:
         dataset.load(url, SERVICES)
-        finished = subprocess.run(
-            [sys.executable, "-m", "bench.instructions", "--child", url, "--requests", "20"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=SMOKE_TIMEOUT_S,
-        )
-    finally:
-        dataset.drop_database(name)
+        finished = run_module("bench.instructions", "--child", url, "--requests", "20")
     assert finished.returncode == 0, finished.stderr[-3000:]
 
 
