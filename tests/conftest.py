@@ -83,6 +83,23 @@ def client(app):
     return app.test_client()
 
 
+class AuthActions:
+    """Signing in through the API, as flaskr's `auth` fixture does it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD):
+        """POST /api/auth/login; return the response."""
+        return self.client.post("/api/auth/login", json={"email": email, "password": password})
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    """Sign-in actions on the test's client."""
+    return AuthActions(client)
+
+
 @pytest.fixture
 def runner(app):
     """A runner for the app's flask commands."""
