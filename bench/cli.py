@@ -99,11 +99,13 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
 
 def summary_line(result: dict) -> str:
     """One line of a run's headline numbers."""
-    floor, s1, s5, before = (result[key] for key in ("floor", "S1", "S5", "before"))
+    floor, pony, s1, s5, before = (result[key] for key in ("floor", "pony", "S1", "S5", "before"))
     return (
-        f"floor {floor['throughput_rps']:.0f} req/s, S1 {s1['throughput_rps']:.0f}"
-        f" ({result['ratio_S1_floor']:.2f}×); S5 peak {s5['peak_connections']}/{s5['bound']}"
-        f" 503s {s5['share_503']:.0%} p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
+        f"floor {floor['throughput_rps']:.0f} req/s, Pony {pony['throughput_rps']:.0f}"
+        f" ({result['ratio_pony_floor']:.2f}×), S1 {s1['throughput_rps']:.0f}"
+        f" ({result['ratio_S1_floor']:.2f}×, {result['ratio_S1_pony']:.2f}× Pony);"
+        f" S5 peak {s5['peak_connections']}/{s5['bound']} 503s {s5['share_503']:.0%}"
+        f" p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
         f" before peak {before['peak_connections']}/{before['ceiling']},"
         f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']}"
     )

@@ -7,6 +7,8 @@ from pathlib import Path
 from bench.dataset import FULL, SMOKE, DataSize
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# What the throughput table and chart show, in their order: the baselines, then S1–S4.
+THROUGHPUT_KEYS = ("floor", "pony", "S1", "S2", "S3", "S4")
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,13 @@ class Plan:
     # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
     overload_ceiling: int = 8
     signed_in_users: int = 32
-    # The floor and S1 alternate in slices of this many seconds (bench/runner.py).
+    # The floor, Pony and S1 alternate in slices of this many seconds (bench/runner.py).
     slice_s: int = 2
     run_id: str = field(default_factory=lambda: str(os.getpid()))
 
     @property
     def slices(self) -> int:
-        """How many slices the floor and S1 each get: their throughput time in all."""
+        """How many slices each side-by-side server gets: its throughput time in all."""
         return max(1, self.durations.throughput_s // self.slice_s)
 
     @property

@@ -34,8 +34,10 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
     assert run["floor"]["requests"] > 0
-    assert run["S1"]["requests"] > 0
-    assert run["S1"]["non_2xx"] == 0
+    for key in ("pony", "S1"):
+        assert run[key]["requests"] > 0
+        assert run[key]["non_2xx"] == 0
+    assert run["ratio_S1_pony"] > 0
     overload, before = run["S5"], run["before"]
     assert overload["peak_connections"] <= overload["bound"] < overload["ceiling"]
     assert overload["count_500"] == 0
@@ -45,6 +47,7 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
     assert before["peak_connections"] <= before["ceiling"]
     report = (tmp_path / "report.md").read_text()
     assert "S1 GET /api/services/<id>" in report
+    assert "TechEmpower's Flask entry" in report
     for chart in ("throughput.png", "overload_connections.png", "overload_served.png"):
         assert (tmp_path / chart).stat().st_size > 0
 
