@@ -44,7 +44,7 @@ def on_starting(server):
     """Refuse a deployment whose worst case exceeds the budget or the server."""
     clear_metrics()
     probe = HealthProbe(settings)
-    limits, limits_error = fetch_server_limits(probe.engine)
+    limits, limits_error = fetch_server_limits(probe.server_engine)
     verdict = check_budget(settings, limits, limits_error)
     for warning in verdict.warnings:
         server.log.warning("connection budget: %s", warning)

@@ -55,8 +55,8 @@ def db_info(as_json: bool) -> None:
 def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     config = current_app.config
-    health, _ = health_report(health_probe(), db.engine)
-    limits, limits_error = fetch_server_limits(health_probe().engine)
+    health, _ = health_report(health_probe(), db.engine, with_detail=True)
+    limits, limits_error = fetch_server_limits(health_probe().server_engine)
     budget = check_budget(config, limits, limits_error)
     return {
         "health": health,

@@ -103,6 +103,25 @@ def database_url(value: Any) -> str:
     raise ValueError
 
 
+def optional_database_url(value: Any) -> str | None:
+    """An optional database URL: empty means unset."""
+    if value is None or not str(value).strip():
+        return None
+    return database_url(value)
+
+
+def choice(*words: str) -> Callable[[Any], str]:
+    """A parser for one of words, case-insensitively."""
+
+    def parse(value: Any) -> str:
+        word = str(value).strip().lower()
+        if word not in words:
+            raise ValueError
+        return word
+
+    return parse
+
+
 def application_name(value: Any) -> str:
     """A PostgreSQL application_name: printable ASCII, at most 48 characters."""
     name = str(value).strip()
@@ -151,6 +170,19 @@ VARIABLES = (
     Variable(
         "DB_CONNECTION_BUDGET", None, optional_integer(1, 1_000_000), "a whole number of 1 or more"
     ),
+    Variable("DB_POOLER", "none", choice("none", "pgbouncer"), "none or pgbouncer"),
+    Variable(
+        "DATABASE_DIRECT_URL",
+        "",
+        optional_database_url,
+        "empty, or a postgres://, postgresql:// or sqlite:// URL",
+    ),
+    Variable(
+        "PGBOUNCER_ADMIN_URL",
+        "",
+        optional_database_url,
+        "empty, or a postgresql:// URL of PgBouncer's admin console (database pgbouncer)",
+    ),
     Variable("WEB_CONCURRENCY", 2, integer(1, 256), "a whole number from 1 to 256"),
     Variable("GUNICORN_THREADS", 1, integer(1, 1000), "a whole number from 1 to 1000"),
     Variable("PORT", 8000, integer(1, 65535), "a port number from 1 to 65535"),
@@ -194,6 +226,12 @@ def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, 
                 "SECRET_KEY", "a non-empty string (required outside development)", None
             )
         settings["SECRET_KEY"] = secrets.token_hex(32)
+    if settings["DB_POOLER"] == "pgbouncer" and not is_postgresql(settings["DATABASE_URL"]):
+        raise ConfigError(
+            "DATABASE_URL",
+            "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
+            settings["DATABASE_URL"],
+        )
     return settings
 
 

@@ -25,25 +25,22 @@ ORJSON_OPTIONS = (
 )
 
 
+# What Flask's provider passes to dumps for a compact response (JSON_SORT_KEYS aside).
+COMPACT = {"separators": (",", ":")}
+
+
 class OrjsonProvider(DefaultJSONProvider):
-    """Flask's JSON provider, writing compact JSON with orjson."""
+    """Flask's JSON provider, writing compact JSON with orjson.
+
+    Only dumps is ours: Flask's own response() builds the response around it, and asks
+    for indented JSON in debug mode, which goes to Flask's dumps as before.
+    """
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        """JSON text; with any json.dumps argument (indent, ...), Flask's own dumps."""
-        if kwargs:
+        """JSON text; compact through orjson, anything else through Flask's own dumps."""
+        if kwargs and kwargs != COMPACT:
             return super().dumps(obj, **kwargs)
-        return self.compact_bytes(obj).decode()
-
-    def response(self, *args: Any, **kwargs: Any):
-        """A JSON response; indented in debug mode or when compact is False, as Flask does."""
-        if (self.compact is None and self._app.debug) or self.compact is False:
-            return super().response(*args, **kwargs)
-        obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(self.compact_bytes(obj) + b"\n", mimetype=self.mimetype)
-
-    def compact_bytes(self, obj: Any) -> bytes:
-        """obj as compact, key-sorted JSON in UTF-8."""
         try:
-            return orjson.dumps(obj, default=self.default, option=ORJSON_OPTIONS)
+            return orjson.dumps(obj, default=self.default, option=ORJSON_OPTIONS).decode()
         except orjson.JSONEncodeError:
-            return super().dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+            return super().dumps(obj, separators=(",", ":"), ensure_ascii=False)

@@ -7,11 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from app.database import transaction
+from app.database import reading, transaction
 from app.errors import ApiError
-from app.extensions import db
 from app.models import Benefit, IdempotencyKey, Order, Service, User
 from app.models.base import utcnow
 from app.models.order import CANCELLED, COMPLETED, CONFIRMED, PENDING
@@ -46,7 +45,8 @@ def visible_orders(user: User) -> sa.Select:
 
 def get_visible_order(user: User, order_id: int) -> Order:
     """The order, or 404 when it does not exist or is not user's to see."""
-    order = db.session.scalar(visible_orders(user).where(Order.id == order_id))
+    with reading() as session:
+        order = session.scalar(visible_orders(user).where(Order.id == order_id))
     if order is None:
         raise ApiError.not_found("order")
     return order
@@ -126,11 +126,12 @@ def remembered_key(user: User, key: str, request: dict[str, Any], order: Order) 
 
 def find_key(user: User, key: str) -> IdempotencyKey | None:
     """user's earlier use of this Idempotency-Key, if any."""
-    return db.session.scalar(
-        sa.select(IdempotencyKey).where(
-            IdempotencyKey.user_id == user.id, IdempotencyKey.key == key
+    with reading() as session:
+        return session.scalar(
+            sa.select(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
+            .options(joinedload(IdempotencyKey.order))
         )
-    )
 
 
 def replay(earlier: IdempotencyKey, request: dict[str, Any]) -> Order:

@@ -3,6 +3,8 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -86,20 +88,33 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
-    connectable = get_engine()
-
-    with connectable.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # A migration may rebuild an index for minutes, so the request pool's
-            # statement_timeout must not cancel it; but waiting long for a lock would queue
-            # every request behind the migration, so give up on locks quickly instead.
-            connection.exec_driver_sql("SET statement_timeout = 0")
-            connection.exec_driver_sql("SET lock_timeout = '10s'")
-            connection.commit()
+    with migration_connection() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # A migration may rebuild an index for minutes, so the request pool's
+                # statement_timeout must not cancel it; but waiting long for a lock would
+                # queue every request behind the migration, so give up on locks quickly.
+                # SET LOCAL: behind PgBouncer a session setting would outlive us on the
+                # server connection and reach the next client.
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
             context.run_migrations()
+
+
+def migration_connection():
+    """A connection in a real transaction: to DATABASE_DIRECT_URL when set, else the app's.
+
+    The app's engine runs in autocommit for its reads; DDL and its settings need the
+    server's own transaction, from BEGIN to COMMIT.
+    """
+    direct_url = current_app.config.get("DATABASE_DIRECT_URL")
+    engine = get_engine()
+    if direct_url:
+        engine = create_engine(direct_url, poolclass=NullPool)
+    connection = engine.connect()
+    return connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 if context.is_offline_mode():

@@ -3,8 +3,7 @@
 import sqlalchemy as sa
 
 from app import create_app
-from app.database import transaction
-from app.database.pre_ping import BYPASS_WINDOW_S
+from app.database import reading, transaction
 from app.database.session import remove_session
 from app.extensions import db
 from app.models import Service
@@ -16,7 +15,6 @@ def test_the_pool_has_the_configured_bounds(app):
         assert (pool.size(), pool._max_overflow, pool.timeout()) == (2, 5, 10)
         # DB_POOL_PRE_PING's windowed ping replaces SQLAlchemy's own (app/database/pre_ping.py).
         assert pool._pre_ping is False
-        assert app.extensions["pre_ping"].window_s == BYPASS_WINDOW_S
         assert pool._recycle == 1800
         assert db.engine.url.drivername == "postgresql+psycopg2"
 
@@ -70,8 +68,27 @@ def test_flask_shell_has_db_and_every_model(app):
     assert all(namespace[name] is getattr(models, name) for name in models.__all__)
 
 
-def test_the_session_is_removed_once_per_request_by_our_teardown(app, client):
-    hooks = app.teardown_appcontext_funcs
-    assert hooks.count(remove_session) == 1
-    assert db._teardown_session not in hooks
+def test_the_session_is_removed_by_our_teardown(app, client):
+    assert app.teardown_appcontext_funcs.count(remove_session) == 1
     assert client.get("/api/services").status_code == 200
+
+
+def test_a_read_commits_on_its_own_and_gives_its_connection_back(app):
+    with app.app_context():
+        with reading() as session:
+            first = session.scalar(sa.text("SELECT txid_current()"))
+            second = session.scalar(sa.text("SELECT txid_current()"))
+            assert db.engine.pool.checkedout() == 1
+        assert first != second, "each read statement is its own transaction"
+        assert db.engine.pool.checkedout() == 0
+
+
+def test_a_transaction_wraps_exactly_its_block(app):
+    with app.app_context():
+        with transaction() as session:
+            first = session.scalar(sa.text("SELECT txid_current()"))
+            second = session.scalar(sa.text("SELECT txid_current()"))
+        assert first == second
+        assert db.engine.pool.checkedout() == 0
+        with reading() as session:
+            assert session.scalar(sa.text("SELECT txid_current()")) != first

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 import requests
 
+from app.database.health import MAX_AGE_S
 from tests import pg
 from tests.servers import ROOT, GunicornServer, free_port, run_gunicorn_expecting_exit
 from tests.tcp_proxy import TcpProxy, port_outside_ephemeral_range
@@ -136,15 +137,22 @@ def test_database_down_at_start_heals_without_a_restart(server_database_url):
         "DB_CONNECT_TIMEOUT": "2",
     }
     with GunicornServer(env) as server:
-        assert server.get("/api/health").status_code == 503
+        down_health = server.get("/api/health")
         down = [server.get(path) for path in ("/api/services", "/api/services/987654")]
         proxy.open()
         try:
+            time.sleep(MAX_AGE_S)  # A health result may be that old.
             health = server.get("/api/health")
             services = server.get("/api/services")
             missing = server.get("/api/services/987654")
         finally:
             proxy.close()
+        log = server.output()
+    assert down_health.status_code == 503
+    assert down_health.json()["database"]["error"] == "the database cannot be reached"
+    for private in ("127.0.0.1", str(proxy.port), "postgres", database_name):
+        assert private not in down_health.text, "health names no host, port, role or database"
+    assert "connection to server at" in log, "the log keeps the driver's words"
     for response in down:
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "database_unavailable"

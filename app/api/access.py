@@ -4,15 +4,13 @@ import re
 
 from flask import g, request
 
-from app.database.reads import untransacted
+from app.database import reading
 from app.errors import ApiError
-from app.extensions import db
 from app.models import ApiToken, User
 from app.security import find_live_token
 
 BEARER_SCHEME = "bearerAuth"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,128}")
-READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def presented_token() -> str:
@@ -24,22 +22,16 @@ def presented_token() -> str:
 
 
 def authenticate() -> ApiToken:
-    """The caller's live token: unknown, expired and revoked ones answer 401."""
-    token = look_up(presented_token())
+    """The caller's live token, with its user: unknown, expired and revoked ones answer 401.
+
+    A read of its own, so a request that then waits for its body holds no connection.
+    """
+    presented = presented_token()
+    with reading() as session:
+        token = find_live_token(session, presented)
     if token is None:
         raise ApiError.unauthorized("the token is invalid, expired or revoked")
     return token
-
-
-def look_up(presented: str) -> ApiToken | None:
-    """The live token; a read-only request looks it up outside a transaction (reads.py).
-
-    A request that writes keeps the lookup inside its transaction, as it always was.
-    """
-    if request.method not in READ_ONLY_METHODS:
-        return find_live_token(db.session, presented)
-    with untransacted(db.session.connection()):
-        return find_live_token(db.session, presented)
 
 
 def current_token() -> ApiToken:

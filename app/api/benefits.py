@@ -8,8 +8,8 @@ from flask.views import MethodView
 from app.api.blueprint import Blueprint
 from app.api.crud import delete_unreferenced, filter_by, get_or_404, save_changes, save_new, search
 from app.api.pagination import paginate
+from app.database import reading
 from app.errors import ApiError
-from app.extensions import db
 from app.models import Benefit, Service
 from app.schemas.benefit import (
     BenefitPage,
@@ -87,7 +87,7 @@ def check_benefit(benefit: Benefit, fields: dict[str, Any]) -> None:
     """Refuse an unknown service (422), a reversed window (422) or a taken code (409)."""
     merged = {name: getattr(benefit, name) for name in ("service_id", "valid_from", "valid_until")}
     merged |= fields
-    if merged["service_id"] is not None and db.session.get(Service, merged["service_id"]) is None:
+    if merged["service_id"] is not None and not service_exists(merged["service_id"]):
         raise ApiError.validation({"service_id": ["No such service."]})
     start, end = merged["valid_from"], merged["valid_until"]
     if start and end and start >= end:
@@ -96,7 +96,14 @@ def check_benefit(benefit: Benefit, fields: dict[str, Any]) -> None:
         raise ApiError(409, "conflict", "a benefit has this code", {"code": ["Already in use."]})
 
 
+def service_exists(service_id: int) -> bool:
+    """Whether a service has this id."""
+    with reading() as session:
+        return session.get(Service, service_id) is not None
+
+
 def code_taken(code: str, own_id: int | None) -> bool:
     """Whether another benefit has this code, whatever its case."""
     statement = sa.select(Benefit.id).where(sa.func.lower(Benefit.code) == code.lower())
-    return any(row_id != own_id for row_id in db.session.scalars(statement))
+    with reading() as session:
+        return any(row_id != own_id for row_id in session.scalars(statement))

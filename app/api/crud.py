@@ -5,23 +5,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from app.database import transaction
-from app.database.reads import row_by_id
+from app.database import reading, transaction
 from app.errors import ApiError
-from app.extensions import db
 
 
 def get_or_404(model: type, row_id: int, resource: str):
     """The row with this id, or the resource's 404."""
-    row = db.session.get(model, row_id)
-    if row is None:
-        raise ApiError.not_found(resource)
-    return row
-
-
-def read_or_404(model: type, row_id: int, resource: str):
-    """The row with this id as a mapping for a response schema (no ORM object), or the 404."""
-    row = row_by_id(model, row_id)
+    with reading() as session:
+        row = session.get(model, row_id)
     if row is None:
         raise ApiError.not_found(resource)
     return row

@@ -1,10 +1,8 @@
 """Liveness and readiness for load balancers and operators."""
 
-from datetime import UTC, datetime
-
 from app.api.blueprint import Blueprint
 from app.database import health_probe
-from app.database.health import health_report
+from app.database.health import health_report, utc_timestamp
 from app.extensions import db
 from app.schemas.health import HealthSchema, LiveSchema
 
@@ -24,4 +22,4 @@ def health():
 @blp.response(200, LiveSchema)
 def live():
     """Liveness: the process answers. Never touches the database."""
-    return {"status": "ok", "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    return {"status": "ok", "timestamp": utc_timestamp()}

@@ -4,7 +4,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.database.reads import untransacted
+from app.database import reading
 from app.extensions import db
 
 
@@ -12,9 +12,9 @@ def paginate(statement: sa.Select, query: dict[str, Any]) -> dict[str, Any]:
     """One page of statement's rows as {"items", "page", "per_page", "total"}.
 
     The page and its count are two reads, each its own snapshot as under READ COMMITTED
-    in a transaction, so they need none (reads.py: no BEGIN, no ROLLBACK).
+    in a transaction, so they need none.
     """
-    with untransacted(db.session.connection()):
+    with reading():
         page = db.paginate(
             statement, page=query["page"], per_page=query["per_page"], error_out=False
         )

@@ -31,19 +31,27 @@ class Profile(MethodView):
     def patch(self, changes):
         """Change your name or phone, or your password given the current one."""
         user = current_user()
+        new_hash = None
+        if "new_password" in changes:
+            new_hash = new_password_hash(
+                user, changes.pop("current_password"), changes.pop("new_password")
+            )
         with transaction() as session:
-            if "new_password" in changes:
-                change_password(user, changes.pop("current_password"), changes.pop("new_password"))
+            if new_hash is not None:
+                user.password_hash = new_hash
                 revoke_other_tokens(session, user, keep=current_token())
             apply_profile_changes(user, changes)
         return user
 
 
-def change_password(user: User, current_password: str, new_password: str) -> None:
-    """Set a new password after checking the current one (422 when it is wrong)."""
+def new_password_hash(user: User, current_password: str, new_password: str) -> str:
+    """The new password's hash, once the current one checks out (422 when it is wrong).
+
+    Both hashes are computed before the transaction: scrypt holds no connection.
+    """
     if not password_matches(user, current_password):
         raise ApiError.validation({"current_password": ["Is not correct."]})
-    user.password_hash = hash_password(new_password)
+    return hash_password(new_password)
 
 
 def apply_profile_changes(user: User, changes: dict[str, Any]) -> None:

@@ -3,10 +3,11 @@
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
-from app.database.engine import engine_options
+from app.database.engine import behind_pgbouncer, engine_options
 from app.database.health import HealthProbe
+from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
-from app.database.session import remove_session, transaction
+from app.database.session import reading, remove_session, transaction
 from app.extensions import db, migrate
 
 __all__ = [
@@ -15,11 +16,9 @@ __all__ = [
     "health_probe",
     "init_app",
     "pool_engine",
+    "reading",
     "transaction",
 ]
-# The request pool's engine, kept where the hot path finds it in one lookup: db.engine
-# takes a dozen calls through Flask-SQLAlchemy's per-app registry, on every request.
-POOL_ENGINE = "pool_engine"
 
 
 def init_app(app: Flask) -> None:
@@ -33,32 +32,26 @@ def init_app(app: Flask) -> None:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
     with app.app_context():
-        app.extensions[POOL_ENGINE] = db.engine
-    if settings["DB_POOL_PRE_PING"]:
-        app.extensions["pre_ping"] = install_pre_ping(app.extensions[POOL_ENGINE])
-    replace_session_teardown(app)
+        configure_engine(db.engine, settings)
+    # After Flask-SQLAlchemy's own teardown, so it runs first (last in, first out) and
+    # theirs finds the session already removed.
+    app.teardown_appcontext(remove_session)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
     app.extensions["health_probe"] = HealthProbe(settings)
 
 
-def replace_session_teardown(app: Flask) -> None:
-    """Remove the request's session with remove_session instead of Flask-SQLAlchemy's own.
-
-    Both call session.remove(); ours also survives a connection the server dropped after
-    the view answered. Where Flask-SQLAlchemy's hook cannot be found, ours is added after
-    it, so it runs first (teardowns run last-in, first-out) and theirs finds nothing left.
-    """
-    hooks = app.teardown_appcontext_funcs
-    theirs = getattr(db, "_teardown_session", None)
-    if theirs in hooks:
-        hooks[hooks.index(theirs)] = remove_session
-    else:
-        app.teardown_appcontext(remove_session)
+def configure_engine(engine: Engine, settings) -> None:
+    """Install the request pool's pre-ping and, behind PgBouncer, its transaction rules."""
+    pgbouncer = behind_pgbouncer(settings)
+    if pgbouncer:
+        install_pgbouncer_mode(engine, settings)
+    if settings["DB_POOL_PRE_PING"]:
+        install_pre_ping(engine, ping_server=not pgbouncer)
 
 
 def pool_engine() -> Engine:
-    """The current app's request pool engine (db.engine, found faster)."""
-    return current_app.extensions[POOL_ENGINE]
+    """The current app's request pool engine."""
+    return db.engine
 
 
 def health_probe() -> HealthProbe:

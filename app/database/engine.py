@@ -1,8 +1,9 @@
-"""Engine options: the bounded pool and the per-connection server settings."""
+"""Engine options: the bounded pool, autocommit reads and the per-connection settings."""
 
 from typing import Any
 
 from app.config import is_postgresql
+from app.database.timeouts import startup_options
 
 # A server that vanishes without a reset (failover, cable) is noticed within about 30 s,
 # idle or mid-call, instead of hanging a worker until the kernel gives up (minutes).
@@ -16,17 +17,23 @@ TCP_LIVENESS = {
 
 
 def engine_options(settings: dict[str, Any]) -> dict[str, Any]:
-    """SQLAlchemy engine options for the request pool of one process."""
+    """SQLAlchemy engine options for the request pool of one process.
+
+    Connections run in autocommit: a read is one statement and one round trip, with no
+    BEGIN before it or ROLLBACK after, and behind PgBouncer it holds a server connection
+    only while it runs. Writes open a real transaction in `transaction()` (session.py).
+    """
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "hide_parameters": True}
     if is_in_memory_sqlite(settings["DATABASE_URL"]):
-        return {}  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
-    options = {
-        "pool_size": settings["DB_POOL_SIZE"],
-        "max_overflow": settings["DB_MAX_OVERFLOW"],
-        "pool_timeout": settings["DB_POOL_TIMEOUT"],
-        "pool_recycle": settings["DB_POOL_RECYCLE"],
+        return options  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
+    options.update(
+        pool_size=settings["DB_POOL_SIZE"],
+        max_overflow=settings["DB_MAX_OVERFLOW"],
+        pool_timeout=settings["DB_POOL_TIMEOUT"],
+        pool_recycle=settings["DB_POOL_RECYCLE"],
         # DB_POOL_PRE_PING installs pre_ping.py's windowed ping instead (see init_app).
-        "pool_pre_ping": False,
-    }
+        pool_pre_ping=False,
+    )
     if is_postgresql(settings["DATABASE_URL"]):
         options["connect_args"] = connect_args(settings, settings["DB_APPLICATION_NAME"])
     return options
@@ -37,15 +44,24 @@ def is_in_memory_sqlite(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
 
 
-def connect_args(settings: dict[str, Any], application_name: str) -> dict[str, Any]:
-    """psycopg2 connection arguments: timeouts, keepalives and our application_name."""
-    server_options = (
-        f"-c statement_timeout={settings['DB_STATEMENT_TIMEOUT']} "
-        f"-c idle_in_transaction_session_timeout={settings['DB_IDLE_IN_TRANSACTION_TIMEOUT']}"
-    )
-    return {
+def behind_pgbouncer(settings: dict[str, Any]) -> bool:
+    """Whether DATABASE_URL points at PgBouncer in transaction mode."""
+    return settings["DB_POOLER"] == "pgbouncer"
+
+
+def connect_args(
+    settings: dict[str, Any], application_name: str, direct: bool = False
+) -> dict[str, Any]:
+    """psycopg2 connection arguments: timeouts, keepalives and our application_name.
+
+    Behind PgBouncer (unless direct: a connection to the server itself) the server limits
+    go with each transaction instead (timeouts.py).
+    """
+    arguments = {
         "connect_timeout": settings["DB_CONNECT_TIMEOUT"],
         "application_name": application_name,
-        "options": server_options,
         **TCP_LIVENESS,
     }
+    if direct or not behind_pgbouncer(settings):
+        arguments["options"] = startup_options(settings)
+    return arguments

@@ -1,6 +1,9 @@
 """The database's health as /api/health and `flask db-info` report it."""
 
+import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,75 +12,109 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import is_postgresql
-from app.database.engine import connect_args
+from app.database.engine import behind_pgbouncer, connect_args
+from app.database.timeouts import scope_timeouts_to_transactions
 
+log = logging.getLogger(__name__)
 HEALTH_SUFFIX = "/health"
+# However often health is asked, each process checks the database at most this often.
+MAX_AGE_S = 1.0
+COUNT_OUR_CONNECTIONS = sa.text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND (application_name = :name OR left(application_name, length(:name) + 1) = :name || '/')"
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One check of the database: what a client may see, and the detail for operators."""
+
+    connected: bool
+    active_connections: int | None
+    checked_at: float = field(default_factory=time.monotonic)
+    error: str | None = None
+    detail: str | None = None
 
 
 class HealthProbe:
     """Checks the database on a connection of its own, so it answers when the pool is full.
 
-    The probe opens one connection at a time per process (NullPool under a lock) and closes
-    it straight away: it holds nothing between checks, and its worst case is one connection.
+    The probe opens one connection at a time per process (NullPool under a lock), closes
+    it straight away, and keeps its result for MAX_AGE_S: it holds nothing between
+    checks, and it costs the server at most one connection per process per second.
     """
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings
         self.name = settings["DB_APPLICATION_NAME"]
         self.lock = threading.Lock()
-        self.engine = self.create_engine()
+        self.engine = self.create_engine(settings["DATABASE_URL"], direct=False)
+        direct_url = settings["DATABASE_DIRECT_URL"]
+        self.server_engine = self.create_engine(direct_url, True) if direct_url else self.engine
+        self.last: Probe | None = None
 
-    def create_engine(self) -> Engine:
+    def create_engine(self, url: str, direct: bool) -> Engine:
         """A pool-less engine with the request pool's timeouts."""
-        url = self.settings["DATABASE_URL"]
-        options: dict[str, Any] = {"poolclass": NullPool}
+        options: dict[str, Any] = {"poolclass": NullPool, "hide_parameters": True}
         if is_postgresql(url):
-            options["connect_args"] = connect_args(self.settings, self.name + HEALTH_SUFFIX)
-        return sa.create_engine(url, **options)
+            name = self.name + HEALTH_SUFFIX
+            options["connect_args"] = connect_args(self.settings, name, direct=direct)
+        engine = sa.create_engine(url, **options)
+        if not direct and behind_pgbouncer(self.settings):
+            scope_timeouts_to_transactions(engine, self.settings)
+        return engine
 
-    def check(self, pool_engine: Engine) -> dict[str, Any]:
-        """Report connectivity, our server connections and this process's pool."""
-        report = {"connected": False, "activeConnections": None, "pool": pool_status(pool_engine)}
+    def probe(self, pool_engine: Engine) -> Probe:
+        """The latest check, made now when the last one is older than MAX_AGE_S."""
         wait_s = self.settings["DB_CONNECT_TIMEOUT"]
         if not self.lock.acquire(timeout=wait_s):
-            report["error"] = "another health check is still waiting for the database"
-            return report
+            return Probe(False, None, error="the database did not answer a health check in time")
         try:
-            report["activeConnections"] = self.count_connections(pool_engine)
-            report["connected"] = True
-        except sa.exc.SQLAlchemyError as error:
-            report["error"] = describe(error)
+            if self.last is None or time.monotonic() - self.last.checked_at >= MAX_AGE_S:
+                self.last = self.check(pool_engine)
+            return self.last
         finally:
             self.lock.release()
-        return report
+
+    def check(self, pool_engine: Engine) -> Probe:
+        """Ask the database now: can we reach it, and how many connections are ours."""
+        try:
+            if self.server_engine is not self.engine:
+                with self.engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+            return Probe(True, self.count_connections(pool_engine))
+        except sa.exc.SQLAlchemyError as error:
+            detail = describe(error)
+            log.warning("health check failed: %s", detail)
+            return Probe(False, None, error="the database cannot be reached", detail=detail)
 
     def count_connections(self, pool_engine: Engine) -> int:
-        """Server connections carrying our application_name (SQLite: this pool's checked out)."""
-        with self.engine.connect() as connection:
+        """This database's server connections with our application_name.
+
+        On SQLite, which has no server: this process's checked-out connections.
+        """
+        with self.server_engine.connect() as connection:
             if connection.dialect.name != "postgresql":
                 connection.execute(sa.text("SELECT 1"))
-                return getattr(pool_engine.pool, "checkedout", lambda: 0)()
-            return connection.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
-                    " OR left(application_name, length(:name) + 1) = :name || '/'"
-                ),
-                {"name": self.name},
-            ).scalar_one()
+                return (
+                    pool_engine.pool.checkedout() if hasattr(pool_engine.pool, "checkedout") else 0
+                )
+            return connection.execute(COUNT_OUR_CONNECTIONS, {"name": self.name}).scalar_one()
 
     def dispose(self) -> None:
-        """Drop connections; the probe keeps none, so this only resets the engine."""
-        self.engine.dispose(close=False)
+        """Drop connections; the probe keeps none, so this only resets the engines."""
+        for engine in {self.engine, self.server_engine}:
+            engine.dispose(close=False)
 
 
-def pool_status(engine: Engine) -> dict[str, Any]:
+def pool_status(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     """This process's pool: its bounds and what is in use right now."""
     pool = engine.pool
     status: dict[str, Any] = {"class": type(pool).__name__}
     if hasattr(pool, "checkedout"):
         status.update(
             size=pool.size(),
-            maxOverflow=getattr(pool, "_max_overflow", 0),
+            maxOverflow=settings["DB_MAX_OVERFLOW"],
             checkedOut=pool.checkedout(),
             overflow=max(pool.overflow(), 0),
             idle=pool.checkedin(),
@@ -89,18 +126,29 @@ def pool_status(engine: Engine) -> dict[str, Any]:
 def describe(error: Exception) -> str:
     """The first line of a database error, without SQLAlchemy's background link."""
     original = getattr(error, "orig", None) or error
-    return (
-        str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    )
+    text = str(original).strip()
+    return text.splitlines()[0] if text else type(original).__name__
 
 
-def health_report(probe: HealthProbe, pool_engine: Engine) -> tuple[dict[str, Any], int]:
-    """The /api/health body and status code."""
-    database = probe.check(pool_engine)
-    ok = database["connected"]
-    body = {
-        "status": "ok" if ok else "error",
-        "database": database,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+def utc_timestamp() -> str:
+    """Now, in UTC, as ISO 8601 with a Z."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def health_report(
+    probe: HealthProbe, pool_engine: Engine, with_detail: bool = False
+) -> tuple[dict[str, Any], int]:
+    """The /api/health body and status code; with_detail adds the driver's words (db-info)."""
+    result = probe.probe(pool_engine)
+    database: dict[str, Any] = {
+        "connected": result.connected,
+        "activeConnections": result.active_connections,
+        "pool": pool_status(pool_engine, probe.settings),
     }
-    return body, 200 if ok else 503
+    if result.error:
+        database["error"] = result.error
+    if with_detail and result.detail:
+        database["detail"] = result.detail
+    body = {"status": "ok" if result.connected else "error", "database": database}
+    body["timestamp"] = utc_timestamp()
+    return body, 200 if result.connected else 503

@@ -27,11 +27,17 @@ CHECKED_IN_AT = "pre_ping_checked_in_at"
 
 
 class PrePing:
-    """The pool listeners of one engine, and when its pool last saw a connection fail."""
+    """The pool listeners of one engine, and when its pool last saw a connection fail.
 
-    def __init__(self, dialect: Dialect, window_s: float):
+    ping_server=False (behind PgBouncer): a SELECT 1 would wait for, and take, a server
+    connection on every checkout; there the socket check alone decides, and a connection
+    PgBouncer closed (a restart) is replaced on its own, the others kept.
+    """
+
+    def __init__(self, dialect: Dialect, window_s: float, ping_server: bool = True):
         self.dialect = dialect
         self.window_s = window_s
+        self.ping_server = ping_server
         self.last_invalidated_at = 0.0
         self.pings = 0
 
@@ -53,6 +59,10 @@ class PrePing:
     ) -> None:
         """Ping unless the connection was checked in alive within the window."""
         if self.recently_alive(dbapi_connection, record):
+            return
+        if not self.ping_server:
+            if not socket_is_quiet(dbapi_connection):
+                raise exc.DisconnectionError("PgBouncer closed this connection")
             return
         self.pings += 1
         self.ping(dbapi_connection)
@@ -91,12 +101,14 @@ def socket_is_quiet(dbapi_connection) -> bool:
         return False
 
 
-def install_pre_ping(engine: Engine, window_s: float = BYPASS_WINDOW_S) -> PrePing:
+def install_pre_ping(
+    engine: Engine, window_s: float = BYPASS_WINDOW_S, ping_server: bool = True
+) -> PrePing:
     """Ping engine's connections on checkout, bypassing those used within window_s.
 
     Use it instead of the engine's pool_pre_ping, not with it.
     """
-    pre_ping = PrePing(engine.dialect, window_s)
+    pre_ping = PrePing(engine.dialect, window_s, ping_server)
     event.listen(engine, "connect", pre_ping.on_connect)
     event.listen(engine, "checkin", pre_ping.on_checkin)
     event.listen(engine, "checkout", pre_ping.on_checkout)
