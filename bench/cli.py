@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg2
 
 from bench import ceiling, dataset
+from bench.hosts import run_hosts
 from bench.load import WrkMissing, require_wrk
 from bench.plan import make_plan
 from bench.postgres import ADMIN_DSN, migrated_database
@@ -92,6 +93,7 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
             print("bench: no users and orders tables (the API has not landed): S2–S4 skipped")
         for index in range(plan.runs):
             result = run_once(plan, target, index)
+            result["hosts"] = run_hosts(plan, target, index)
             print(f"bench: run {index + 1}/{plan.runs}: {summary_line(result)}", flush=True)
             runs.append(result)
     return runs
@@ -107,5 +109,15 @@ def summary_line(result: dict) -> str:
         f" S5 peak {s5['peak_connections']}/{s5['bound']} 503s {s5['share_503']:.0%}"
         f" p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
         f" before peak {before['peak_connections']}/{before['ceiling']},"
-        f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']}"
+        f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']};"
+        + hosts_line(result["hosts"])
+    )
+
+
+def hosts_line(hosts: dict) -> str:
+    """Req/s and peak server connections for each host count."""
+    return "".join(
+        f" {count} host{'s' if count != '1' else ''} {step['throughput_rps']:.0f} req/s,"
+        f" {step['peak_server_connections']} server conns"
+        for count, step in hosts.items()
     )

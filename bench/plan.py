@@ -61,6 +61,13 @@ class Plan:
     # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
     overload_ceiling: int = 8
     signed_in_users: int = 32
+    # Many hosts (issue 8): 1, 2 and 3 app hosts behind one PgBouncer in transaction mode,
+    # each host two gthread workers of four threads with pools of 4 + 0.
+    host_counts: tuple[int, ...] = (1, 2, 3)
+    host_workers: int = 2
+    host_threads: int = 4
+    host_pool_size: int = 4
+    bouncer_pool_size: int = 4
     # The floor, Pony and S1 alternate in slices of this many seconds (bench/runner.py).
     slice_s: int = 2
     run_id: str = field(default_factory=lambda: str(os.getpid()))
@@ -74,6 +81,21 @@ class Plan:
     def slice_duration_s(self) -> float:
         """Seconds of one slice (the whole throughput time when it is shorter than one)."""
         return self.durations.throughput_s / self.slices
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where every server's log is kept."""
+        return self.out_dir / "logs"
+
+    @property
+    def host_connections(self) -> int:
+        """wrk connections per host: one per worker thread."""
+        return self.host_workers * self.host_threads
+
+    @property
+    def host_client_bound(self) -> int:
+        """Most client connections one host may open to PgBouncer: workers × pool."""
+        return self.host_workers * self.host_pool_size
 
     @property
     def overload_bound(self) -> int:

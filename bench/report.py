@@ -101,6 +101,28 @@ def overload_rows(runs: list[dict], plan: Plan) -> list[str]:
     ]
 
 
+def hosts_rows(runs: list[dict]) -> list[str]:
+    """One row per host count: throughput, latency, clients and server connections."""
+    rows = [
+        "| app hosts | req/s | p50 ms | p99 ms | peak clients at PgBouncer (bound)"
+        " | peak server connections (pool) | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for count in runs[0].get("hosts", {}):
+        steps = [run["hosts"][count] for run in runs]
+        cells = [
+            count,
+            fmt(median([step["throughput_rps"] for step in steps]), 0),
+            fmt(median([step["p50_ms"] for step in steps]), 2),
+            fmt(median([step["p99_ms"] for step in steps]), 2),
+            f"{max(step['peak_clients'] for step in steps)} ({steps[0]['client_bound']})",
+            f"{max(step['peak_server_connections'] for step in steps)} ({steps[0]['server_pool']})",
+            fmt(sum(step["non_2xx"] + step["socket_errors"] for step in steps)),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def peak_text(runs: list[dict], plan: Plan, key: str) -> str:
     """The peak of one side against its bound (ours) and the ceiling (both)."""
     peak = max(run[key]["peak_connections"] for run in runs)
@@ -218,6 +240,13 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
         " client of the same role tries to connect every 100 ms throughout.",
         "- Server connections: `pg_stat_activity` rows with the run's `application_name`,"
         " sampled every 100 ms. RSS: the largest worker's resident memory.",
+        f"- Many hosts: {', '.join(map(str, plan.host_counts))} app hosts behind one PgBouncer"
+        f" (transaction mode, default_pool_size={plan.bouncer_pool_size}), each host"
+        f" DB_POOLER=pgbouncer, {plan.host_workers} workers × {plan.host_threads} threads,"
+        f" DB_POOL_SIZE={plan.host_pool_size}, DB_MAX_OVERFLOW=0, loaded together with S1's"
+        f" read by {plan.host_connections} wrk connections each for {d.throughput_s} s."
+        " Server connections: every `pg_stat_activity` row on the bench's database; clients:"
+        " PgBouncer's `SHOW POOLS` (cl_active + cl_waiting).",
     ]
 
 
@@ -310,6 +339,10 @@ def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str
         *throughput_rows(runs),
         "",
         *[line for ratio in ratio_lines(runs) for line in (ratio, "")],
+        "## Many hosts, one PgBouncer (medians; peaks are the max over runs)",
+        "",
+        *hosts_rows(runs),
+        "",
         '## Overload: S5 with the database stalled, ours beside "before"',
         "",
         *overload_rows(runs, plan),

@@ -113,13 +113,17 @@ def throughput_result(summary: dict, samples: Samples) -> dict:
         "p99_ms": summary["latency_p99_us"] / 1000,
         "requests": summary["requests"],
         "non_2xx": summary["non_2xx"],
-        "socket_errors": summary["connect_errors"]
-        + summary["read_errors"]
-        + summary["write_errors"]
-        + summary["timeouts"],
+        "socket_errors": socket_errors(summary),
         "peak_connections": samples.peak_connections,
         "peak_worker_rss_mib": samples.peak_worker_rss_mib,
     }
+
+
+def socket_errors(summary: dict) -> int:
+    """wrk's failed connects, reads and writes, and its timeouts."""
+    return sum(
+        summary[kind] for kind in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
 
 
 class Stall:
@@ -290,7 +294,7 @@ def sign_in(base_url: str, emails: list[str]) -> list[str]:
 
 def run_once(plan: Plan, target: Target, run_index: int) -> dict:
     """Every scenario once: floor, Pony and S1 side by side, S2–S4, S5 and "before"."""
-    logs = plan.out_dir / "logs"
+    logs = plan.logs_dir
     with ExitStack() as stack:
         servers = {
             key: stack.enter_context(serving(server_spec(plan, target, label, run_index), logs))

@@ -38,6 +38,9 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
         assert run[key]["requests"] > 0
         assert run[key]["non_2xx"] == 0
     assert run["ratio_S1_pony"] > 0
+    for step in run["hosts"].values():
+        assert step["requests"] > 0
+        assert step["peak_server_connections"] <= step["server_pool"]
     overload, before = run["S5"], run["before"]
     assert overload["peak_connections"] <= overload["bound"] < overload["ceiling"]
     assert overload["count_500"] == 0
@@ -48,6 +51,7 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "S1 GET /api/services/<id>" in report
     assert "TechEmpower's Flask entry" in report
+    assert "Many hosts, one PgBouncer" in report
     for chart in ("throughput.png", "overload_connections.png", "overload_served.png"):
         assert (tmp_path / chart).stat().st_size > 0
 
