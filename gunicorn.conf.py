@@ -17,8 +17,9 @@ from prometheus_client import multiprocess
 
 from app.config import load_settings
 from app.database import dispose_engines
-from app.database.budget import check_budget, fetch_server_limits
+from app.database.budget import assess_budget
 from app.database.health import HealthProbe
+from app.database.timeouts import settings_warnings
 from app.metrics import record_pool
 
 # A bad variable stops the master here with one line, before any worker boots.
@@ -36,16 +37,19 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+# Behind a proxy its bound on the header block applies first (deploy/nginx.conf passes at most
+# about 1,000 of the shortest header lines); gunicorn's default of 100 would refuse more, in HTML.
+if settings["TRUSTED_PROXY_HOPS"]:
+    limit_request_fields = 1100
 # gunicorn's control socket defaults to one path per user; several servers would collide.
 control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a deployment whose worst case exceeds the budget or the server."""
+    """Refuse a deployment whose worst case exceeds the budget, PgBouncer or the server."""
     clear_metrics()
     probe = HealthProbe(settings)
-    limits, limits_error = fetch_server_limits(probe.server_engine)
-    verdict = check_budget(settings, limits, limits_error)
+    verdict, _, _ = assess_budget(settings, probe.server_engine)
     for warning in verdict.warnings:
         server.log.warning("connection budget: %s", warning)
     for error in verdict.errors:
@@ -53,6 +57,8 @@ def on_starting(server):
     if verdict.errors:
         sys.exit("refusing to start: the connection budget does not hold (see above)")
     server.log.info("connection budget: %s, within limits", verdict.arithmetic)
+    for warning in settings_warnings(probe.engine, settings):
+        server.log.warning("server settings: %s", warning)
 
 
 def post_fork(server, worker):

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, database, errors, hot_path, metrics
+from app import cli, database, errors, hot_path, metrics, rate_limits
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
-from app.extensions import api, cors, limiter
+from app.extensions import api, cors
 from app.schemas.common import ErrorSchema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -20,7 +21,9 @@ EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR))
+    app = hot_path.App(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    # `/api//orders` is a 404 like any unknown path, not a redirect werkzeug writes in HTML.
+    app.url_map.merge_slashes = False
     configure(app, test_config or {})
     # Before the database: teardowns run in reverse, so metrics see the connection returned.
     metrics.init_app(app)
@@ -30,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     hot_path.init_app(app)
+    trust_proxies(app)
     return app
 
 
@@ -49,10 +53,6 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=DOCS_ASSETS_URL + "/",
-        RATELIMIT_STORAGE_URI=settings["RATELIMIT_STORAGE_URI"],
-        RATELIMIT_HEADERS_ENABLED=True,
-        # Redis down: count per process rather than fail every sign-in with a 500.
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
     )
     os.makedirs(app.instance_path, exist_ok=True)
 
@@ -61,10 +61,17 @@ def register_extensions(app: Flask) -> None:
     """Bind the HTTP-facing extensions."""
     api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
-    limiter.init_app(app)
+    rate_limits.init_app(app)
     if app.config["CORS_ORIGINS"]:  # With no origin allowed, flask-cors would only cost time.
         cors.init_app(
             app,
             resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
             expose_headers=EXPOSED_HEADERS,
         )
+
+
+def trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For and -Proto from TRUSTED_PROXY_HOPS proxies, and no further."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:  # Without a proxy in front, those headers are whatever the client wrote.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)

@@ -1,6 +1,8 @@
-"""Operator commands: `flask db-info`, `seed`, `create-admin`, and `flask shell`'s namespace."""
+"""Operator commands: db-info, seed, create-admin, purge; and `flask shell`'s namespace."""
 
 import json
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -11,10 +13,14 @@ from flask.cli import with_appcontext
 
 from app import models
 from app.database import health_probe, transaction
-from app.database.budget import check_budget, fetch_server_limits
+from app.database.budget import assess_budget
 from app.database.health import health_report
+from app.database.timeouts import settings_warnings
 from app.extensions import db
-from app.models.user import ADMIN
+from app.models import ApiToken, IdempotencyKey
+from app.models.base import utcnow
+from app.models.benefit import code_is
+from app.models.user import ADMIN, normalize_email
 from app.security import find_user_by_email, hash_password
 
 MIN_PASSWORD_LENGTH = 8
@@ -56,8 +62,7 @@ def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     config = current_app.config
     health, _ = health_report(health_probe(), db.engine, with_detail=True)
-    limits, limits_error = fetch_server_limits(health_probe().server_engine)
-    budget = check_budget(config, limits, limits_error)
+    budget, limits, limits_error = assess_budget(config, health_probe().server_engine)
     return {
         "health": health,
         "settings": {name: config[name] for name in POOL_SETTINGS},
@@ -65,6 +70,7 @@ def collect_db_info() -> dict[str, Any]:
         "server": limits.__dict__ | {"available": limits.available, "free": limits.free}
         if limits
         else {"error": limits_error},
+        "serverSettings": {"warnings": settings_warnings(health_probe().engine, config)},
         "budget": {
             "worstCase": budget.worst_case,
             "arithmetic": budget.arithmetic,
@@ -116,7 +122,7 @@ def seed_service(session, name: str, description: str, price_cents: int) -> bool
 
 def seed_benefit(session, code: str, title: str, percent: int, service: str | None) -> bool:
     """Add a demo benefit unless its code is taken; return whether it was added."""
-    taken = sa.select(models.Benefit.id).where(sa.func.lower(models.Benefit.code) == code.lower())
+    taken = sa.select(models.Benefit.id).where(code_is(code))
     if session.scalar(taken):
         return False
     service_id = service and session.scalar(
@@ -129,9 +135,9 @@ def seed_benefit(session, code: str, title: str, percent: int, service: str | No
 
 
 def valid_email(ctx, param, value: str) -> str:
-    """Refuse what is not an email address."""
+    """Refuse what is not an email address; take it as it is stored."""
     try:
-        return ma.validate.Email()(value.strip())
+        return ma.validate.Email()(normalize_email(value))
     except ma.ValidationError:
         raise click.BadParameter("not an email address") from None
 
@@ -165,6 +171,87 @@ def create_admin(email: str, password: str, name: str | None) -> None:
     click.echo(f"create-admin: {email} is an admin")
 
 
+class Duration(click.ParamType):
+    """A length of time: a whole number and a unit, s, m, h or d (30d, 12h, 90m)."""
+
+    name = "duration"
+    SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # noqa: RUF012
+
+    def convert(self, value, param, ctx) -> timedelta:
+        """value as a timedelta, or a usage error that names the option."""
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"([0-9]{1,6})([smhd])", str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration such as 30d, 12h, 90m or 45s", param, ctx)
+        return timedelta(seconds=int(match[1]) * self.SECONDS_PER_UNIT[match[2]])
+
+
+def retention(name: str, help_text: str):
+    """A --NAME option taking a Duration, a week unless given."""
+    return click.option(name, type=Duration(), default="7d", show_default=True, help=help_text)
+
+
+@click.command("purge")
+@retention("--token-retention", "Keep a token this long after it expired or was revoked.")
+@retention(
+    "--idempotency-retention",
+    "Keep an Idempotency-Key this long after its first use; a later retry is a new order.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Rows deleted per transaction.",
+)
+@with_appcontext
+def purge(token_retention: timedelta, idempotency_retention: timedelta, batch_size: int) -> None:
+    """Delete expired or revoked tokens and old idempotency keys, a small batch at a time.
+
+    Safe to run again, and beside another run: each batch locks only the rows it deletes
+    and skips rows another transaction holds. Orders are never deleted.
+    """
+    now = utcnow()
+    tokens = delete_in_batches(ApiToken, dead_tokens(now - token_retention), batch_size)
+    keys = delete_in_batches(
+        IdempotencyKey, IdempotencyKey.created_at < now - idempotency_retention, batch_size
+    )
+    click.echo(f"purge: deleted {tokens} tokens and {keys} idempotency keys")
+
+
+def dead_tokens(before: datetime) -> sa.ColumnElement[bool]:
+    """Tokens that expired, or were revoked, before this moment."""
+    return sa.or_(ApiToken.expires_at < before, ApiToken.revoked_at < before)
+
+
+def delete_in_batches(model, condition: sa.ColumnElement[bool], batch_size: int) -> int:
+    """Delete the rows of model matching condition, batch_size per committed transaction.
+
+    The oldest first (by id), each batch one short DELETE; rows locked by anyone else are
+    skipped, to be deleted by a later run. Returns how many rows this run deleted.
+    """
+    chosen = (
+        sa.select(model.id)
+        .where(condition)
+        .order_by(model.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        sa.delete(model)
+        .where(model.id.in_(chosen.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    deleted = 0
+    while True:
+        with transaction() as session:
+            batch = session.execute(statement).rowcount
+        deleted += batch
+        if batch < batch_size:
+            return deleted
+
+
 def shell_context() -> dict[str, Any]:
     """`flask shell` starts with db, sa and every model."""
     return {"db": db, "sa": sa, **{name: getattr(models, name) for name in models.__all__}}
@@ -175,4 +262,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_info)
     app.cli.add_command(seed)
     app.cli.add_command(create_admin)
+    app.cli.add_command(purge)
     app.shell_context_processor(shell_context)

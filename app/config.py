@@ -190,6 +190,9 @@ VARIABLES = (
     Variable("CORS_ORIGINS", "", origins, "comma-separated origins"),
     Variable("TOKEN_TTL", 7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400"),
     Variable("RATELIMIT_STORAGE_URI", "memory://", text, "a storage URI such as redis://host:6379"),
+    Variable("TRUSTED_PROXY_HOPS", 0, integer(0, 10), "a whole number from 0 to 10"),
+    Variable("PROXY_PORT", 8080, integer(1, 65535), "a port number from 1 to 65535"),
+    Variable("RATELIMIT_KEY_PREFIX", "app", text, "a non-empty string"),
 )
 
 

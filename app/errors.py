@@ -16,7 +16,10 @@ from app.metrics import count_error
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
-RATE_LIMIT_RETRY_S = 60
+# A 422 lists at most this many fields, each name cut to this length: a body of a million
+# unknown keys gets a short answer, not one larger than itself.
+MAX_FIELDS_LISTED = 20
+MAX_FIELD_NAME = 64
 
 
 class ApiError(Exception):
@@ -26,6 +29,11 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.fields, self.headers = fields, headers or {}
+
+    @classmethod
+    def bad_request(cls, message: str) -> "ApiError":
+        """The request cannot be read at all."""
+        return cls(400, "bad_request", message)
 
     @classmethod
     def not_found(cls, resource: str) -> "ApiError":
@@ -49,8 +57,10 @@ class ApiError(Exception):
 
     @classmethod
     def validation(cls, fields: dict[str, Any], message: str = "the request is not valid"):
-        """Input fields are at fault."""
-        return cls(422, "validation_error", message, fields=fields)
+        """Input fields are at fault (the first MAX_FIELDS_LISTED of them are listed)."""
+        if len(fields) > MAX_FIELDS_LISTED:
+            message += f"; {len(fields)} fields are at fault, the first {MAX_FIELDS_LISTED} listed"
+        return cls(422, "validation_error", message, fields=bounded(fields))
 
     @classmethod
     def unsupported_media_type(cls) -> "ApiError":
@@ -61,6 +71,17 @@ class ApiError(Exception):
     def unavailable(cls, code: str, message: str) -> "ApiError":
         """The database cannot serve now; the client should retry shortly."""
         return cls(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def bounded(fields: dict[str, Any]) -> dict[str, Any]:
+    """The first MAX_FIELDS_LISTED fields, their names cut to MAX_FIELD_NAME characters."""
+    listed = list(fields.items())[:MAX_FIELDS_LISTED]
+    return {cut(str(name)): messages for name, messages in listed}
+
+
+def cut(name: str) -> str:
+    """name, or its first MAX_FIELD_NAME characters and an ellipsis."""
+    return name if len(name) <= MAX_FIELD_NAME else name[:MAX_FIELD_NAME] + "…"
 
 
 def error_response(error: ApiError):
@@ -85,10 +106,6 @@ def from_http_exception(error: HTTPException) -> ApiError:
     headers = dict(data.get("headers") or {})
     if error.code == 405 and error.valid_methods:
         headers["Allow"] = ", ".join(error.valid_methods)
-    if error.code == 429:
-        # werkzeug formats a Retry-After it was given; flask-limiter overwrites it with its own.
-        retry_after = dict(error.get_headers()).get("Retry-After", str(RATE_LIMIT_RETRY_S))
-        headers.setdefault("Retry-After", retry_after)
     message = data.get("message") or first_message(messages) or error.description or error.name
     return ApiError(error.code or 500, code, message, headers=headers)
 

@@ -1,8 +1,6 @@
 """Extension objects, created uninitialised; create_app binds them to the app."""
 
 from flask_cors import CORS
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -31,4 +29,3 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 api = Api()
 cors = CORS()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])

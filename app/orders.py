@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,9 +14,11 @@ from app.database import reading, transaction
 from app.errors import ApiError
 from app.models import Benefit, IdempotencyKey, Order, Service, User
 from app.models.base import utcnow
+from app.models.benefit import code_is
 from app.models.order import CANCELLED, COMPLETED, CONFIRMED, PENDING
 
 IDEMPOTENCY_CONSTRAINT = "uq_idempotency_keys_user_key"
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,9}")
 # Which status may follow which; admins move orders along, owners may only cancel (DELETE).
 TRANSITIONS = {
     PENDING: {CONFIRMED, CANCELLED},
@@ -82,7 +85,7 @@ def usable_benefit(session: Session, code: str | None, service: Service) -> Bene
     """The benefit named by code if it applies to service now; None for no code; else 422."""
     if not code:
         return None
-    benefit = session.scalar(sa.select(Benefit).where(sa.func.lower(Benefit.code) == code.lower()))
+    benefit = session.scalar(sa.select(Benefit).where(code_is(code)))
     if benefit is None or not benefit.applies(service.id, utcnow()):
         raise ApiError.validation(
             {"benefit_code": ["No such benefit, or it does not apply to this service now."]}
@@ -163,9 +166,9 @@ def expected_version(body_version: int | None, if_match: str | None) -> int | No
 
 
 def parse_if_match(value: str) -> int:
-    """The version in an If-Match header: 3, "3" or W/"3"."""
+    """The version in an If-Match header: 3, "3" or W/"3" (ASCII digits, as ETags are sent)."""
     digits = value.strip().removeprefix("W/").strip('"')
-    if not digits.isdigit() or not 0 < len(digits) <= 10:
+    if VERSION_PATTERN.fullmatch(digits) is None:
         raise ApiError.validation({"If-Match": ['Must be the order\'s ETag, such as "3".']})
     return int(digits)
 

@@ -75,5 +75,5 @@ def revoke_other_tokens(session: Session, user: User, keep: ApiToken) -> None:
 
 
 def find_user_by_email(session: Session, email: str) -> User | None:
-    """The user with this email, whatever its case."""
-    return session.scalar(sa.select(User).where(sa.func.lower(User.email) == email.lower()))
+    """The user with this email, given as normalize_email gives it (the schemas do)."""
+    return session.scalar(sa.select(User).where(User.email == email))

@@ -6,13 +6,15 @@ from itertools import count
 
 import pytest
 
-from app import create_app
+from app import create_app, rate_limits
 from app.database import dispose_engines, transaction
-from app.extensions import db, limiter
+from app.extensions import db
 from app.models import Benefit, Service, User
 from app.models.user import ADMIN, CUSTOMER
 from app.security import hash_password, issue_token
+from deploy.pgbouncer import PgBouncer
 from tests import fuzzing, pg
+from tests.topology import Topology
 
 TEST_ORIGIN = "https://shop.example"
 TEST_SETTINGS = {
@@ -69,6 +71,28 @@ def empty_tables(app) -> None:
 
 
 @pytest.fixture
+def pgbouncer_settings() -> dict:
+    """Overrides of deploy/pgbouncer.ini for the test's PgBouncer (a module may redefine it)."""
+    return {}
+
+
+@pytest.fixture
+def pgbouncer(pgbouncer_settings):
+    """A real PgBouncer running the shipped configuration on a free loopback port."""
+    with PgBouncer(**pgbouncer_settings) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def topology(request):
+    """The app's way to the server: directly, or through PgBouncer in transaction mode."""
+    if request.param == "direct":
+        yield Topology("direct")
+        return
+    yield Topology("pgbouncer", request.getfixturevalue("pgbouncer"))
+
+
+@pytest.fixture
 def client(app):
     """An HTTP client of the app."""
     return app.test_client()
@@ -80,9 +104,13 @@ class AuthActions:
     def __init__(self, client):
         self.client = client
 
-    def login(self, email: str, password: str = PASSWORD):
-        """POST /api/auth/login; return the response."""
-        return self.client.post("/api/auth/login", json={"email": email, "password": password})
+    def login(self, email: str, password: str = PASSWORD, address: str | None = None):
+        """POST /api/auth/login, from a client address when given; return the response."""
+        return self.client.post(
+            "/api/auth/login",
+            json={"email": email, "password": password},
+            environ_base={"REMOTE_ADDR": address} if address else None,
+        )
 
 
 @pytest.fixture
@@ -101,7 +129,7 @@ def runner(app):
 def fresh_rate_limits(request):
     """Every test of the app starts with no failed sign-ins counted."""
     if "app" in request.fixturenames:
-        limiter.reset()
+        rate_limits.counter_of(request.getfixturevalue("app")).reset()
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """The app plus routes only tests need: a failing write, the backend pid, a slow statement."""
 
 import os
+import socket
 
 import sqlalchemy as sa
 from flask import Blueprint, request
@@ -24,9 +25,12 @@ def fail_inside_transaction():
 
 @faults.get("/backend")
 def backend():
-    """Which worker answered, on which server backend."""
+    """Which worker answered, on which server backend and which local port of its socket."""
     backend_pid = db.session.scalar(sa.text("SELECT pg_backend_pid()"))
-    return {"worker_pid": os.getpid(), "backend_pid": backend_pid}
+    driver_connection = db.session.connection().connection.driver_connection
+    with socket.socket(fileno=os.dup(driver_connection.fileno())) as sock:
+        client_port = sock.getsockname()[1]
+    return {"worker_pid": os.getpid(), "backend_pid": backend_pid, "client_port": client_port}
 
 
 @faults.get("/sleep")

@@ -11,11 +11,20 @@ import requests
 from bench.sampler import BackgroundLoop
 from tests import pg
 
+# The lock holder's application_name, so samplers of a whole database leave it out.
+LOCK_HOLDER = "test-lock-holder"
+# One database's server connections over TCP (PgBouncer's), the lock holder's aside; the
+# app's direct connections come over the Unix socket (client_port -1). Parameters: database.
+TCP_CONNECTIONS = (
+    "FROM pg_stat_activity WHERE datname = %s AND client_port <> -1"
+    f" AND application_name <> '{LOCK_HOLDER}'"
+)
+
 
 @contextmanager
 def table_locked(database_url: str, table: str = "services"):
     """Hold an ACCESS EXCLUSIVE lock on table from another connection, stalling its readers."""
-    connection = psycopg2.connect(database_url)
+    connection = psycopg2.connect(database_url, application_name=LOCK_HOLDER)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
@@ -46,6 +55,19 @@ class ConnectionSampler(BackgroundLoop):
     def peak(self) -> int:
         """The most connections seen at once."""
         return max(self.samples, default=0)
+
+
+class DatabaseSampler(ConnectionSampler):
+    """Samples one database's server connections over TCP: PgBouncer's (TCP_CONNECTIONS)."""
+
+    def __init__(self, database: str):
+        super().__init__(LOCK_HOLDER)
+        self.database = database
+
+    def tick(self) -> None:
+        """Take one sample."""
+        rows = pg.admin_execute(f"SELECT count(*) {TCP_CONNECTIONS}", (self.database,))
+        self.samples.append(rows[0][0])
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""Real gunicorn servers for tests: started from gunicorn.conf.py on a free loopback port."""
+"""Real gunicorn and nginx servers for tests, on free loopback ports."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import uuid
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from bench.servers import free_port
+from deploy.stack import nginx_part
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -79,7 +82,7 @@ class GunicornServer:
         """Whether /api/health/live answers 200."""
         try:
             return requests.get(self.url + "/api/health/live", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting
             return False
 
     def get(self, path: str, **kwargs) -> requests.Response:
@@ -123,3 +126,60 @@ def run_gunicorn_expecting_exit(env: dict[str, str], timeout_s: float = 20):
         server.command, cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=timeout_s
     )
     return result.returncode, result.stdout + result.stderr
+
+
+class NginxServer:
+    """The shipped deploy/nginx.conf on a free loopback port, in front of upstream."""
+
+    def __init__(self, upstream: str):
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="nginx-"))
+        self.part = nginx_part(self.folder, "127.0.0.1", self.port, upstream)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET a path through nginx."""
+        kwargs.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kwargs)
+
+    def error_log(self) -> str:
+        """What nginx logged about refused and failed requests."""
+        return (self.folder / "error.log").read_text()
+
+    def __enter__(self) -> "NginxServer":
+        try:
+            self.part.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.part.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class SourceAddress(HTTPAdapter):
+    """A transport whose connections leave from one local address (requests' adapter hook)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        """Bind every connection of the pool to the address."""
+        pool_kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+def client_from(address: str) -> requests.Session:
+    """A requests session whose connections come from address."""
+    session = requests.Session()
+    session.mount("http://", SourceAddress(address))
+    return session

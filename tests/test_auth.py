@@ -4,9 +4,12 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from flask_migrate import upgrade
 
+from app import create_app
 from app.extensions import db
 from app.models import ApiToken, User
+from tests import pg
 
 NEW_USER = {"email": "Ada@Example.com", "password": "a long password", "name": "Ada"}
 PROFILE_FIELDS = {"id", "email", "name", "phone", "role", "created_at"}
@@ -22,7 +25,7 @@ def test_register_creates_a_customer_and_shows_no_hash(client):
     assert response.status_code == 201
     assert set(response.json) == PROFILE_FIELDS
     assert response.json["role"] == "customer"
-    assert response.json["email"] == "Ada@Example.com"
+    assert response.json["email"] == "ada@example.com"  # Stored as compared: normalised.
 
 
 def test_register_stores_a_slow_salted_hash(app, client):
@@ -120,14 +123,55 @@ def test_failed_logins_for_one_email_do_not_block_another(auth, customer, other_
     assert auth.login(other_customer.email).status_code == 200
 
 
-def test_successful_logins_are_not_counted(auth, customer):
+def test_successful_logins_do_not_add_up_to_a_lockout(auth, customer):
     for _ in range(8):
         assert auth.login(customer.email).status_code == 200
 
 
 def test_repeated_failed_logins_from_one_client_answer_429(auth):
-    for number in range(30):
+    for number in range(60):
         assert auth.login(f"guess{number}@example.com").status_code == 401
     response = auth.login("guess-last@example.com")
     assert response.status_code == 429
     assert "Retry-After" in response.headers
+
+
+def test_tokens_and_profiles_are_never_cached(client, auth, customer):
+    profile = "/api/user/profile"
+    responses = [
+        auth.login(customer.email),
+        client.get(profile, headers=customer.headers),
+        client.patch(profile, json={"name": "Grace"}, headers=customer.headers),
+        register(client),
+    ]
+    assert [response.headers.get("Cache-Control") for response in responses] == ["no-store"] * 4
+
+
+def test_an_email_signs_in_as_it_was_registered_whatever_the_script(client, auth):
+    assert register(client, email="İx@Example.test").status_code == 201
+    assert auth.login("İx@Example.test", NEW_USER["password"]).status_code == 200
+    assert auth.login("İx@example.TEST", NEW_USER["password"]).status_code == 200
+    assert register(client, email="İX@example.test").status_code == 409
+
+
+def test_the_email_migration_normalises_stored_addresses():
+    name, url = pg.create_database()
+    try:
+        app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test"})
+        with app.app_context():
+            upgrade(revision="947a842066c5")
+            with db.engine.begin() as connection:
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO users (email, password_hash, name, role, created_at,"
+                        " updated_at) VALUES ('  Ada@Example.COM', 'x', 'Ada', 'customer',"
+                        " now(), now())"
+                    )
+                )
+            upgrade()
+            assert db.session.scalar(sa.select(User.email)) == "ada@example.com"
+            db.session.remove()
+            db.engine.dispose()
+        app.extensions["health_probe"].dispose()
+    finally:
+        pg.drop_database(name)

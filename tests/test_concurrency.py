@@ -5,6 +5,8 @@ on a database of their own (server_database_url), not in the rolled-back test tr
 """
 
 import threading
+import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
@@ -112,16 +114,18 @@ def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id)
         assert (current["notes"], current["version"]) == (winner["notes"], 2)
 
 
-RATE_LIMIT_REDIS = "redis://127.0.0.1:6379/11"  # A database of its own, emptied around the test.
+RATE_LIMIT_REDIS = "redis://127.0.0.1:6379/11"
+PARALLEL_GUESSES = 40
 
 
 @pytest.fixture
 def redis_rate_limits():
-    """An empty Redis database for the server's failed-login counts, emptied again after."""
+    """Settings that count in Redis under a prefix of this test's own; its keys go after."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield {"RATELIMIT_STORAGE_URI": RATE_LIMIT_REDIS, "RATELIMIT_KEY_PREFIX": prefix}
     client = redis.Redis.from_url(RATE_LIMIT_REDIS)
-    client.flushdb()
-    yield RATE_LIMIT_REDIS
-    client.flushdb()
+    for key in client.scan_iter(f"*{prefix}*"):
+        client.delete(key)
 
 
 def wrong_logins(server: GunicornServer, email: str, count: int) -> list[int]:
@@ -133,8 +137,45 @@ def wrong_logins(server: GunicornServer, email: str, count: int) -> list[int]:
     ]
 
 
+def parallel_wrong_logins(server: GunicornServer, email: str) -> list[requests.Response]:
+    """PARALLEL_GUESSES wrong passwords for email, all at once."""
+    wrong = {"email": email, "password": "not the password"}
+    return all_at_once(
+        PARALLEL_GUESSES,
+        lambda: requests.post(server.url + "/api/auth/login", json=wrong, timeout=30),
+    )
+
+
+def assert_five_guesses_got_through(responses: list[requests.Response]) -> None:
+    """Five wrong passwords were checked; every other attempt was a 429 with Retry-After."""
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {401: 5, 429: PARALLEL_GUESSES - 5}
+    refused = [response for response in responses if response.status_code == 429]
+    assert all(int(response.headers["Retry-After"]) > 0 for response in refused)
+
+
+def test_parallel_guesses_are_counted_before_checking_with_two_workers_on_redis(
+    server_database_url, redis_rate_limits
+):
+    env = overlapping_env(server_database_url) | redis_rate_limits
+    with GunicornServer(env) as server:
+        signed_in(server, "parallel-redis@example.com")
+        responses = parallel_wrong_logins(server, "parallel-redis@example.com")
+    assert_five_guesses_got_through(responses)
+
+
+def test_parallel_guesses_are_counted_before_checking_with_one_worker_in_memory(
+    server_database_url,
+):
+    env = overlapping_env(server_database_url) | {"WEB_CONCURRENCY": "1"}
+    with GunicornServer(env) as server:
+        signed_in(server, "parallel-memory@example.com")
+        responses = parallel_wrong_logins(server, "parallel-memory@example.com")
+    assert_five_guesses_got_through(responses)
+
+
 def test_workers_share_failed_login_counts_through_redis(server_database_url, redis_rate_limits):
-    env = overlapping_env(server_database_url) | {"RATELIMIT_STORAGE_URI": redis_rate_limits}
+    env = overlapping_env(server_database_url) | redis_rate_limits
     with GunicornServer(env) as server:
         signed_in(server, "guessed@example.com")
         statuses = wrong_logins(server, "guessed@example.com", 6)

@@ -1,4 +1,7 @@
-"""Faults cost at most the requests in flight: connections heal and are never left behind."""
+"""Faults cost at most the requests in flight: connections heal and are never left behind.
+
+Each test runs directly and through PgBouncer (the topology fixture).
+"""
 
 import subprocess
 import time
@@ -30,9 +33,9 @@ def read_path(request, committed_service_id) -> str:
     return request.param.format(id=committed_service_id)
 
 
-def server_env(database_url: str, **overrides: str) -> dict[str, str]:
+def server_env(topology, database_url: str, **overrides: str) -> dict[str, str]:
     """Settings for a small server on the module's database."""
-    return {"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", "DB_POOL_SIZE": "2", **overrides}
+    return {**topology.env(database_url), "WEB_CONCURRENCY": "2", "DB_POOL_SIZE": "2", **overrides}
 
 
 def all_succeed(server: GunicornServer, count: int, path: str) -> list[int]:
@@ -56,19 +59,21 @@ def restart_postgresql() -> None:
     raise RuntimeError("PostgreSQL did not come back within 30 s")
 
 
-def test_killed_backends_are_replaced_without_a_failed_request(server_database_url, read_path):
-    with GunicornServer(server_env(server_database_url)) as server:
+def test_killed_backends_are_replaced_without_a_failed_request(
+    topology, server_database_url, read_path
+):
+    with GunicornServer(server_env(topology, server_database_url)) as server:
         assert all_succeed(server, 20, read_path) == []
-        assert pg.terminate_backends(server.application_name) > 0
+        assert topology.terminate_ours(server.application_name, server_database_url) > 0
         assert all_succeed(server, 50, read_path) == []
 
 
 @pytest.mark.restarts_postgres
 def test_a_postgresql_restart_heals_without_restarting_us(
-    server_database_url, committed_service_id
+    topology, server_database_url, committed_service_id
 ):
     by_id = f"/api/services/{committed_service_id}"
-    with GunicornServer(server_env(server_database_url)) as server:
+    with GunicornServer(server_env(topology, server_database_url)) as server:
         assert all_succeed(server, 20, by_id) == []
         restart_postgresql()
         assert all_succeed(server, 25, by_id) == []
@@ -77,17 +82,19 @@ def test_a_postgresql_restart_heals_without_restarting_us(
 
 
 def test_a_cancelled_statement_answers_503_and_its_connection_serves_on(
-    server_database_url, read_path
+    topology, server_database_url, read_path
 ):
     env = server_env(
+        topology,
         server_database_url,
         WEB_CONCURRENCY="1",
         DB_POOL_SIZE="1",
         DB_MAX_OVERFLOW="0",
         DB_STATEMENT_TIMEOUT="500",
     )
-    with GunicornServer(env, FAULT_APP) as server:
-        backend_before = server.get("/test/backend").json()["backend_pid"]
+    with GunicornServer(env) as server:
+        assert server.get(read_path).status_code == 200
+        connection_before = topology.pool_connections(server.application_name)
         with table_locked(server_database_url):
             started = time.monotonic()
             response = server.get(read_path)
@@ -96,12 +103,15 @@ def test_a_cancelled_statement_answers_503_and_its_connection_serves_on(
         assert response.json()["error"]["code"] == "statement_timeout"
         assert response.headers["Retry-After"].isdigit()
         assert elapsed < 1.5
-        assert server.get("/test/backend").json()["backend_pid"] == backend_before
+        assert len(connection_before) == 1
+        assert topology.pool_connections(server.application_name) == connection_before
         assert server.get(read_path).status_code == 200
 
 
-def test_failed_requests_leave_nothing_checked_out_or_idle_in_transaction(server_database_url):
-    env = server_env(server_database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="4")
+def test_failed_requests_leave_nothing_checked_out_or_idle_in_transaction(
+    topology, server_database_url
+):
+    env = server_env(topology, server_database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="4")
     failing = [
         ("get", "/api/services/987654", 404),
         ("get", "/api/services?per_page=1000", 422),
@@ -115,7 +125,7 @@ def test_failed_requests_leave_nothing_checked_out_or_idle_in_transaction(server
                 response = requests.request(method, server.url + path, timeout=10)
                 assert response.status_code == status, path
                 assert "error" in response.json()
-        states = [state for _, state, name in pg.our_backends(server.application_name)]
+        states = topology.server_states(server.application_name, server_database_url)
         pool = server.get("/api/health").json()["database"]["pool"]
         services = server.get("/api/services", params={"q": "must never be committed"}).json()
     assert "idle in transaction" not in states

@@ -1,5 +1,6 @@
 """Bad input gets the one error shape: 400, 413, 415, 422; and nothing is written."""
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -88,3 +89,65 @@ def test_unknown_routes_and_methods_keep_the_shape(client):
     response = client.delete("/api/services")
     assert_error_shape(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+
+
+def place_order(client, customer, service_id) -> int:
+    """Create an order for customer; return its id."""
+    body = {"service_id": service_id, "quantity": 1}
+    return client.post(ORDERS, json=body, headers=customer.headers).json["id"]
+
+
+def test_ids_are_ascii_digits_without_leading_zeros(client, customer, service_id):
+    order_id = place_order(client, customer, service_id)
+    assert client.get(f"{ORDERS}/{order_id}", headers=customer.headers).status_code == 200
+    arabic_indic = str(order_id).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for spelling in (f"0{order_id}", arabic_indic, f"{order_id}%0A", f"+{order_id}"):
+        response = client.get(f"{ORDERS}/{spelling}", headers=customer.headers)
+        assert_error_shape(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("if_match", ['"²"', '"١"', '"01"', '"1 "', '"-1"', '"99999999999"'])
+def test_if_match_takes_the_etag_as_sent(client, customer, service_id, if_match):
+    order_id = place_order(client, customer, service_id)
+    headers = customer.headers | {"If-Match": if_match}
+    response = client.patch(f"{ORDERS}/{order_id}", json={"notes": "x"}, headers=headers)
+    assert_error_shape(response, 422, "validation_error")
+    assert set(response.json["error"]["fields"]) == {"If-Match"}
+
+
+def test_phones_and_codes_match_their_pattern_whole(client, customer, admin):
+    response = client.patch(
+        "/api/user/profile", json={"phone": "555 0100\n"}, headers=customer.headers
+    )
+    assert_error_shape(response, 422, "validation_error")
+    body = {"code": "NL1\n", "title": "t", "discount_percent": 1}
+    response = client.post("/api/benefits", json=body, headers=admin.headers)
+    assert_error_shape(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, '{"quantity": ' + "9" * 5000 + "}", '{"a": ' + "[" * 2000 + "]" * 2000 + "}"],
+    ids=["nested 100,000 deep", "an integer of 5,000 digits", "nested 2,000 deep"],
+)
+@pytest.mark.parametrize("path", [ORDERS, "/api/auth/login", "/api/auth/register"])
+def test_json_no_parser_can_hold_is_400(client, customer, body, path):
+    response = client.post(
+        path, data=body, content_type="application/json", headers=customer.headers
+    )
+    assert_error_shape(response, 400, "bad_request")
+
+
+def test_a_422_stays_small_whatever_the_body(client, customer):
+    unknown = {f"{number:08d}" + "k" * 200: 1 for number in range(4000)}
+    response = client.post(ORDERS, json=unknown, headers=customer.headers)
+    assert_error_shape(response, 422, "validation_error")
+    fields = response.json["error"]["fields"]
+    assert len(fields) == 20 and all(len(name) <= 65 for name in fields)
+    assert len(response.data) < 4096
+    assert "4002 fields" in response.json["error"]["message"]
+
+
+def test_doubled_slashes_are_404_in_the_shape_not_an_html_redirect(client):
+    for path in ("/api//services", "/api/services//1", "/api/orders/"):
+        assert_error_shape(client.get(path), 404, "not_found")

@@ -1,5 +1,6 @@
 """The pre-ping bypass window: no ping for a connection just used, healing all the same."""
 
+import threading
 import time
 
 import pytest
@@ -7,8 +8,9 @@ import sqlalchemy as sa
 
 from app.config import load_settings
 from app.database.engine import engine_options
-from app.database.pre_ping import install_pre_ping
+from app.database.pre_ping import BYPASS_WINDOW_S, install_pre_ping
 from tests import pg
+from tests.topology import Topology
 
 SHORT_WINDOW_S = 0.2
 WAIT_S = 5
@@ -80,40 +82,48 @@ def test_after_a_lost_connection_the_others_are_pinged_again(engine):
     assert pre_ping.pings == 1
 
 
-@pytest.mark.parametrize("wait_past_window", [False, True])
-def test_the_app_serves_every_request_after_its_backends_are_terminated(
-    database_url, wait_past_window
-):
+def app_on(topology, database_url: str, name: str):
+    """The app reaching database_url the topology's way, its connections named name."""
     from app import create_app
+
+    settings = {"SECRET_KEY": "x", "DB_APPLICATION_NAME": name}
+    return create_app({**topology.env(database_url), **settings})
+
+
+@pytest.mark.parametrize("wait_past_window", [False, True])
+def test_the_app_serves_every_request_after_its_connections_are_lost(
+    topology, server_database_url, wait_past_window
+):
     from app.database import dispose_engines
 
     name = f"preping-app-{wait_past_window}"
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name})
+    app = app_on(topology, server_database_url, name)
     client = app.test_client()
     try:
         assert client.get("/api/services").status_code == 200
         if wait_past_window:
             time.sleep(0.6)
-        terminate_and_wait(name)
+        topology.lose_connections(name, server_database_url)
         statuses = [client.get("/api/services").status_code for _ in range(50)]
         assert statuses == [200] * 50
     finally:
         dispose_engines(app, close=True)
 
 
-def test_a_connection_lost_after_the_view_answered_does_not_turn_into_a_500(database_url):
+def test_a_connection_lost_after_the_view_answered_does_not_turn_into_a_500(
+    topology, server_database_url
+):
     import sqlalchemy as sa
 
-    from app import create_app
     from app.database import dispose_engines
     from app.extensions import db
 
     name = "lost-before-teardown"
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name})
+    app = app_on(topology, server_database_url, name)
 
     def loses_its_connection():
         db.session.execute(sa.text("SELECT 1"))
-        terminate_and_wait(name)
+        topology.lose_connections(name, server_database_url)
         return {"answered": True}
 
     app.add_url_rule("/test/lose-connection", "lose", loses_its_connection)
@@ -125,3 +135,26 @@ def test_a_connection_lost_after_the_view_answered_does_not_turn_into_a_500(data
         assert app.test_client().get("/api/services").status_code == 200
     finally:
         dispose_engines(app, close=True)
+
+
+def test_behind_pgbouncer_pre_ping_waits_for_no_server_connection(server_database_url, pgbouncer):
+    from app.database import dispose_engines
+    from app.extensions import db
+
+    app = app_on(Topology("pgbouncer", pgbouncer), server_database_url, "preping-paused")
+    try:
+        with app.app_context():
+            engine = db.engine
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        time.sleep(BYPASS_WINDOW_S * 1.5)  # a ping is due on the next checkout
+        pgbouncer.pause()  # from here, anything sent to the server waits for resume()
+        resume = threading.Timer(2, pgbouncer.resume)
+        resume.start()
+        started = time.monotonic()
+        with engine.connect():
+            checkout_s = time.monotonic() - started
+        resume.join()
+    finally:
+        dispose_engines(app, close=True)
+    assert checkout_s < 0.5

@@ -12,9 +12,11 @@ import pytest
 import requests
 
 from app.database.health import MAX_AGE_S
+from deploy.pgbouncer import PgBouncer
 from tests import pg
 from tests.servers import ROOT, GunicornServer, free_port, run_gunicorn_expecting_exit
 from tests.tcp_proxy import TcpProxy, port_outside_ephemeral_range
+from tests.topology import Topology
 
 pytestmark = pytest.mark.process
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -169,3 +171,50 @@ def test_live_never_touches_the_database():
         response = requests.get(server.url + "/api/health/live", timeout=5)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def behind(bouncer: PgBouncer, database_url: str, **overrides: str) -> dict[str, str]:
+    """Settings for a server on database_url reached through bouncer."""
+    return {**Topology("pgbouncer", bouncer).env(database_url), **overrides}
+
+
+def test_behind_pgbouncer_gunicorn_refuses_more_clients_than_max_client_conn(
+    server_database_url,
+):
+    with PgBouncer(max_client_conn=20) as bouncer:
+        env = behind(bouncer, server_database_url, WEB_CONCURRENCY="2")
+        code, output = run_gunicorn_expecting_exit(env)
+    assert code != 0
+    assert (
+        "worst case WEB_CONCURRENCY 2 × (DB_POOL_SIZE 5 + DB_MAX_OVERFLOW 5 + health probe 1)"
+        " = 22 exceeds PgBouncer's max_client_conn 20"
+    ) in output
+    assert "Booting worker" not in output
+
+
+def test_behind_pgbouncer_the_server_limit_binds_pgbouncer_not_the_clients(
+    server_database_url,
+):
+    max_connections, reserved = server_limits()
+    available = max_connections - reserved
+    bouncer = PgBouncer(default_pool_size=available, max_db_connections=0, query_wait_timeout=120)
+    with bouncer:
+        # More client connections than the server gives: PgBouncer holds the server side.
+        env = behind(
+            bouncer,
+            server_database_url,
+            WEB_CONCURRENCY="2",
+            DB_POOL_SIZE="45",
+            DB_MAX_OVERFLOW="5",
+            DB_CONNECTION_BUDGET="102",
+        )
+        with GunicornServer(env) as server:
+            output = server.output()
+    assert available < 102
+    assert "= 102, within limits" in output
+    assert (
+        f"PgBouncer pool_size {available} + reserve_pool_size 5 = {available + 5} server"
+        f" connections to {server_database_url.rsplit('/', 1)[1]} exceed what the server can"
+        f" give: max_connections {max_connections}"
+    ) in output
+    assert "PgBouncer's query_wait_timeout 120 s > DB_POOL_TIMEOUT 10 s + 1 s" in output

@@ -6,11 +6,20 @@ import sqlalchemy as sa
 from flask.views import MethodView
 
 from app.api.blueprint import Blueprint
-from app.api.crud import delete_unreferenced, filter_by, get_or_404, save_changes, save_new, search
+from app.api.crud import (
+    delete_unreferenced,
+    filter_by,
+    get_or_404,
+    read_or_404,
+    save_changes,
+    save_new,
+    search,
+)
 from app.api.pagination import paginate
 from app.database import reading
 from app.errors import ApiError
 from app.models import Benefit, Service
+from app.models.benefit import code_is
 from app.schemas.benefit import (
     BenefitPage,
     BenefitPatchSchema,
@@ -51,7 +60,7 @@ class BenefitById(MethodView):
     @blp.response(200, BenefitSchema)
     def get(self, benefit_id):
         """Get a benefit."""
-        return get_or_404(Benefit, benefit_id, "benefit")
+        return read_or_404(Benefit, benefit_id, "benefit")
 
     @blp.admin_only
     @blp.arguments(BenefitSchema)
@@ -104,6 +113,6 @@ def service_exists(service_id: int) -> bool:
 
 def code_taken(code: str, own_id: int | None) -> bool:
     """Whether another benefit has this code, whatever its case."""
-    statement = sa.select(Benefit.id).where(sa.func.lower(Benefit.code) == code.lower())
+    statement = sa.select(Benefit.id).where(code_is(code))
     with reading() as session:
         return any(row_id != own_id for row_id in session.scalars(statement))

@@ -14,7 +14,13 @@ from app.schemas.common import MAX_ID
 
 
 class IdConverter(IntegerConverter):
-    """`<id:…>` in a route: a row id, 1 to 2³¹-1, so a larger number is a 404, not a 500."""
+    """`<id:…>` in a route: a row id, 1 to 2³¹-1, so a larger number is a 404, not a 500.
+
+    Written as ids are written: ASCII digits without leading zeros, so `01` or `١` (which
+    int() reads as 1) name no row rather than order 1.
+    """
+
+    regex = r"[1-9][0-9]{0,9}"
 
     def __init__(self, url_map):
         super().__init__(url_map, min=1, max=MAX_ID)
@@ -26,10 +32,29 @@ def register_id_converter(app, api) -> None:
     api.register_converter(IdConverter, integerconverter2paramschema)
 
 
+def not_stored(response):
+    """Mark a response no cache may keep: it holds a token or a profile, the caller's alone."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class SchemaRulesParser(FlaskParser):
     """Lets each schema's Meta.unknown decide everywhere; webargs ignores unknown query keys."""
 
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {}  # noqa: RUF012
+
+    def load_json(self, req, schema):
+        """The JSON body; nesting too deep or an integer too long for Python is a 400 too.
+
+        webargs turns malformed JSON into a 400; the standard library's parser raises
+        RecursionError for deep nesting and ValueError past 4,300 digits.
+        """
+        try:
+            return super().load_json(req, schema)
+        except (RecursionError, ValueError):
+            raise ApiError.bad_request(
+                "Invalid JSON body: nested too deeply or a number too long."
+            ) from None
 
 
 class Blueprint(flask_smorest.Blueprint):

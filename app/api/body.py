@@ -1,7 +1,7 @@
 """Request bodies: JSON only, and small, refused before any view reads them."""
 
 from flask import current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.errors import ApiError
 
@@ -16,6 +16,25 @@ def require_small_json_body() -> None:
         raise RequestEntityTooLarge()
     if (carries_body() or request.mimetype) and not request.is_json:
         raise ApiError.unsupported_media_type()
+    if request.content_length is None and carries_body():
+        refuse_a_long_unsized_body()
+
+
+def refuse_a_long_unsized_body() -> None:
+    """413 for a chunked body over MAX_CONTENT_LENGTH, which werkzeug would cut short.
+
+    request.stream stops at the limit without saying whether more followed; the server's
+    own input stream says whether it did. The body read here is kept for the view.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    try:
+        more = len(request.get_data(cache=True)) >= limit and request.input_stream.read(1)
+    except HTTPException:
+        raise
+    except Exception as error:  # The server's reader refusing the framing (gunicorn's own types).
+        raise ApiError.bad_request("the chunked body could not be read") from error
+    if more:
+        raise RequestEntityTooLarge()
 
 
 def carries_body() -> bool:

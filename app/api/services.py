@@ -8,6 +8,7 @@ from app.api.crud import (
     delete_unreferenced,
     filter_by,
     get_or_404,
+    read_or_404,
     save_changes,
     save_new,
     search,
@@ -50,7 +51,7 @@ class ServiceById(MethodView):
     @blp.response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
-        return get_or_404(Service, service_id, "service")
+        return read_or_404(Service, service_id, "service")
 
     @blp.admin_only
     @blp.arguments(ServiceSchema)

@@ -3,16 +3,33 @@
 from typing import Any
 
 from flask.views import MethodView
+from limits import parse
 
 from app.api.access import current_token, current_user
-from app.api.blueprint import Blueprint
+from app.api.blueprint import Blueprint, not_stored
 from app.database import transaction
 from app.errors import ApiError
 from app.models import User
+from app.rate_limits import Limit, limited
 from app.schemas.user import ProfileSchema, ProfileUpdateSchema
 from app.security import hash_password, password_matches, revoke_other_tokens
 
 blp = Blueprint("users", __name__, url_prefix="/api/user", description="Your profile")
+blp.after_request(not_stored)
+
+
+def by_user_changing_password(changes: dict[str, Any]) -> tuple[str, ...] | None:
+    """Key: the caller, when the changes check their current password."""
+    return (str(current_user().id),) if "current_password" in changes else None
+
+
+# Guesses at the current password by whoever holds a token; a success empties the window.
+PASSWORD_CHANGES_PER_USER = Limit(
+    "password-change-user",
+    parse("5 per 15 minutes"),
+    by_user_changing_password,
+    cleared_on_success=True,
+)
 
 
 @blp.route("/profile")
@@ -28,6 +45,8 @@ class Profile(MethodView):
     @blp.signed_in
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, ProfileSchema)
+    @blp.alt_response(429, "TOO_MANY_REQUESTS")
+    @limited(PASSWORD_CHANGES_PER_USER)
     def patch(self, changes):
         """Change your name or phone, or your password given the current one."""
         user = current_user()

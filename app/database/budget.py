@@ -1,11 +1,18 @@
-"""The deployment's worst-case connection count, checked against what the server gives."""
+"""The deployment's worst-case connection count, checked against what the server gives.
+
+Behind PgBouncer (DB_POOLER=pgbouncer) the worst case is of client connections: it is
+checked against DB_CONNECTION_BUDGET (this host's share of max_client_conn) and PgBouncer's
+max_client_conn, while the server is checked against PgBouncer's pool for our database.
+"""
 
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+
+from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
 # Each worker may hold one more connection than its pool: the health probe's own.
 HEALTH_PROBE_CONNECTIONS = 1
@@ -77,30 +84,127 @@ def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None
         return None, str(original).strip().splitlines()[0]
 
 
+def fetch_pooler_settings(settings: dict[str, Any]) -> tuple[PoolerSettings | None, str | None]:
+    """PgBouncer's settings through PGBOUNCER_ADMIN_URL, or None and why not."""
+    if settings["DB_POOLER"] != "pgbouncer":
+        return None, "DB_POOLER is none"
+    if not settings["PGBOUNCER_ADMIN_URL"]:
+        return None, "PGBOUNCER_ADMIN_URL is unset"
+    return pgbouncer_settings(settings["PGBOUNCER_ADMIN_URL"])
+
+
+def assess_budget(
+    settings: dict[str, Any], engine: Engine
+) -> tuple[BudgetCheck, ServerLimits | None, str | None]:
+    """Read the server (and PgBouncer), then check the budget; with the limits read, or why not.
+
+    engine reaches the server: the health probe's server_engine (DATABASE_DIRECT_URL when
+    set; behind PgBouncer without it, PgBouncer lends a server connection for the query).
+    """
+    limits, limits_error = fetch_server_limits(engine)
+    pooler, pooler_error = fetch_pooler_settings(settings)
+    verdict = check_budget(settings, limits, limits_error, pooler, pooler_error)
+    return verdict, limits, limits_error
+
+
 def check_budget(
-    settings: dict[str, Any], limits: ServerLimits | None, limits_error: str | None = None
+    settings: dict[str, Any],
+    limits: ServerLimits | None,
+    limits_error: str | None = None,
+    pooler: PoolerSettings | None = None,
+    pooler_error: str | None = None,
 ) -> BudgetCheck:
-    """Compare the worst case with DB_CONNECTION_BUDGET and, when known, the server."""
+    """Compare the worst case with DB_CONNECTION_BUDGET and, when known, the server.
+
+    Behind PgBouncer the worst case meets PgBouncer (pooler: its settings, when readable),
+    and PgBouncer's pool for our database meets the server.
+    """
     total, arithmetic = worst_case(settings)
     errors, warnings = [], []
     budget = settings["DB_CONNECTION_BUDGET"]
     if budget is not None and total > budget:
         errors.append(f"worst case {arithmetic} exceeds DB_CONNECTION_BUDGET {budget}")
-    if limits is None:
-        warnings.append(f"server limits not checked: {limits_error}")
-    elif total > limits.available:
-        errors.append(
-            f"worst case {arithmetic} exceeds what the server can give: max_connections "
-            f"{limits.max_connections} − superuser_reserved_connections "
-            f"{limits.superuser_reserved} = {limits.available}"
-        )
-    elif total > limits.free:
+    if settings["DB_POOLER"] != "pgbouncer":
+        more_errors, more_warnings = server_findings(total, arithmetic, limits, limits_error)
+    elif pooler is None:
+        more_errors, more_warnings = [], [f"PgBouncer's settings not checked: {pooler_error}"]
+    else:
+        more_errors, more_warnings = pgbouncer_findings(settings, pooler, limits, limits_error)
+    if settings["DB_POOLER"] == "pgbouncer" and budget is None:
         warnings.append(
+            f"DB_CONNECTION_BUDGET is unset: this host may open {total} client connections to"
+            " PgBouncer; set it to PgBouncer's max_client_conn / the number of hosts"
+        )
+    warnings += more_warnings + thread_warnings(settings)
+    return BudgetCheck(total, arithmetic, errors + more_errors, warnings)
+
+
+def server_findings(
+    total: int, arithmetic: str, limits: ServerLimits | None, limits_error: str | None
+) -> tuple[list[str], list[str]]:
+    """Directly connected: errors and warnings of the worst case against the server."""
+    if limits is None:
+        return [], [f"server limits not checked: {limits_error}"]
+    if total > limits.available:
+        return [
+            f"worst case {arithmetic} exceeds what the server can give: {server_sum(limits)}"
+        ], []
+    if total > limits.free:
+        return [], [
             f"worst case {total} exceeds the server's free connections now: {limits.available} "
             f"available − {limits.in_use} in use = {limits.free}"
+        ]
+    return [], []
+
+
+def server_sum(limits: ServerLimits) -> str:
+    """What an ordinary role may hold of the server, as a sum."""
+    return (
+        f"max_connections {limits.max_connections} − superuser_reserved_connections "
+        f"{limits.superuser_reserved} = {limits.available}"
+    )
+
+
+def pgbouncer_findings(
+    settings: dict[str, Any],
+    pooler: PoolerSettings,
+    limits: ServerLimits | None,
+    limits_error: str | None,
+) -> tuple[list[str], list[str]]:
+    """Behind PgBouncer: this host against max_client_conn, PgBouncer's pool against the server.
+
+    Only this host's own numbers refuse start-up; PgBouncer's are another team's to mend,
+    and refusing every host for them would turn a warning into an outage.
+    """
+    errors, warnings = [], queue_wait_warnings(settings, pooler)
+    total, arithmetic = worst_case(settings)
+    max_client_conn = int(pooler.config["max_client_conn"])
+    if total > max_client_conn:
+        errors.append(
+            f"worst case {arithmetic} exceeds PgBouncer's max_client_conn {max_client_conn}"
         )
-    warnings += thread_warnings(settings)
-    return BudgetCheck(total, arithmetic, errors, warnings)
+    database = make_url(settings["DATABASE_URL"]).database
+    servers, servers_arithmetic = pooler.server_connections(database)
+    if limits is None:
+        warnings.append(f"server limits not checked: {limits_error}")
+    elif servers > limits.available:
+        warnings.append(
+            f"{servers_arithmetic} server connections to {database} exceed what the server"
+            f" can give: {server_sum(limits)}"
+        )
+    return errors, warnings
+
+
+def queue_wait_warnings(settings: dict[str, Any], pooler: PoolerSettings) -> list[str]:
+    """Warn when PgBouncer's queue may hold a request past DB_POOL_TIMEOUT + 1 s."""
+    wait_s, pool_timeout_s = pooler.config["query_wait_timeout"], settings["DB_POOL_TIMEOUT"]
+    if 0 < wait_s <= pool_timeout_s + 1:
+        return []
+    shown = "0 (no limit)" if wait_s == 0 else f"{wait_s:g} s"
+    return [
+        f"PgBouncer's query_wait_timeout {shown} > DB_POOL_TIMEOUT {pool_timeout_s:g} s + 1 s:"
+        " a request may wait in PgBouncer's queue longer than the app promises"
+    ]
 
 
 def thread_warnings(settings: dict[str, Any]) -> list[str]:

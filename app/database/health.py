@@ -12,7 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import is_postgresql
+from app.database.describe import describe
 from app.database.engine import behind_pgbouncer, connect_args
+from app.database.pgbouncer import pool_numbers
 from app.database.timeouts import scope_timeouts_to_transactions
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Probe:
     checked_at: float = field(default_factory=time.monotonic)
     error: str | None = None
     detail: str | None = None
+    pooler: dict[str, Any] | None = None
 
 
 class HealthProbe:
@@ -78,15 +81,30 @@ class HealthProbe:
 
     def check(self, pool_engine: Engine) -> Probe:
         """Ask the database now: can we reach it, and how many connections are ours."""
+        pooler = self.pooler_numbers()
         try:
             if self.server_engine is not self.engine:
                 with self.engine.connect() as connection:
                     connection.execute(sa.text("SELECT 1"))
-            return Probe(True, self.count_connections(pool_engine))
+            return Probe(True, self.count_connections(pool_engine), pooler=pooler)
         except sa.exc.SQLAlchemyError as error:
             detail = describe(error)
             log.warning("health check failed: %s", detail)
-            return Probe(False, None, error="the database cannot be reached", detail=detail)
+            return Probe(
+                False, None, error="the database cannot be reached", detail=detail, pooler=pooler
+            )
+
+    def pooler_numbers(self) -> dict[str, Any] | None:
+        """PgBouncer's numbers for our database and role, when PGBOUNCER_ADMIN_URL is set."""
+        admin_url = self.settings["PGBOUNCER_ADMIN_URL"]
+        if not admin_url:
+            return None
+        url = self.engine.url
+        numbers, reason = pool_numbers(admin_url, url.database, url.username)
+        if numbers is None:
+            log.warning("PgBouncer's admin console could not be read: %s", reason)
+            return {"error": "PgBouncer's admin console cannot be reached"}
+        return numbers.report()
 
     def count_connections(self, pool_engine: Engine) -> int:
         """This database's server connections with our application_name.
@@ -123,13 +141,6 @@ def pool_status(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-def describe(error: Exception) -> str:
-    """The first line of a database error, without SQLAlchemy's background link."""
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip()
-    return text.splitlines()[0] if text else type(original).__name__
-
-
 def utc_timestamp() -> str:
     """Now, in UTC, as ISO 8601 with a Z."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -145,6 +156,8 @@ def health_report(
         "activeConnections": result.active_connections,
         "pool": pool_status(pool_engine, probe.settings),
     }
+    if result.pooler is not None:
+        database["pooler"] = result.pooler
     if result.error:
         database["error"] = result.error
     if with_detail and result.detail:

@@ -62,8 +62,11 @@ def reading() -> Iterator[Session]:
         return
     try:
         yield session
-    finally:
-        release(session)
+    except BaseException:
+        # A failed read may have lost its connection: only a rollback lets go of it.
+        session.rollback()
+        raise
+    release(session)
 
 
 def release(session: Session) -> None:

@@ -42,3 +42,11 @@ class Benefit(Timestamps, db.Model):
             and (self.valid_from is None or self.valid_from <= at)
             and (self.valid_until is None or at < self.valid_until)
         )
+
+
+def code_is(code: str) -> sa.ColumnElement[bool]:
+    """Benefit.code equals code whatever its case, lowered by the database on both sides.
+
+    As its unique index lowers it, so what the index holds apart a lookup holds apart too.
+    """
+    return sa.func.lower(Benefit.code) == sa.func.lower(code)

@@ -1,5 +1,6 @@
 """People who sign in, and the bearer tokens they sign in with."""
 
+import unicodedata
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -13,17 +14,23 @@ ADMIN = "admin"
 ROLES = (CUSTOMER, ADMIN)
 
 
+def normalize_email(email: str) -> str:
+    """An email as it is stored and compared: trimmed, composed (NFC) and in lower case.
+
+    Done once, in Python, on the way in; the database compares exactly. Python's lower()
+    and PostgreSQL's differ beyond ASCII (`İ`), so lowering on both sides lost accounts.
+    """
+    return unicodedata.normalize("NFC", email.strip()).lower()
+
+
 class User(Timestamps, db.Model):
-    """A customer or an admin; the email is unique whatever its case."""
+    """A customer or an admin; the email is stored normalised (normalize_email), and unique."""
 
     __tablename__ = "users"
-    __table_args__ = (
-        sa.CheckConstraint(f"role IN {ROLES}", name="role_known"),
-        sa.Index("uq_users_lower_email", sa.func.lower(sa.text("email")), unique=True),
-    )
+    __table_args__ = (sa.CheckConstraint(f"role IN {ROLES}", name="role_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254))
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     name: Mapped[str] = mapped_column(sa.String(200))
     phone: Mapped[str | None] = mapped_column(sa.String(32))

@@ -8,6 +8,7 @@ from app.schemas.common import (
     StrictSchema,
     Text,
     UtcDateTime,
+    WholeMatch,
     body_integer,
     page_of,
     patch_of,
@@ -23,7 +24,7 @@ class BenefitSchema(StrictSchema):
     id = ma.fields.Integer(dump_only=True)
     code = Text(
         required=True,
-        validate=ma.validate.Regexp(CODE_PATTERN, error="Use 1 to 50 letters, digits, _ or -."),
+        validate=WholeMatch(CODE_PATTERN, error="Use 1 to 50 letters, digits, _ or -."),
     )
     title = Text(required=True, validate=ma.validate.Length(min=1, max=200))
     description = Text(load_default="", validate=ma.validate.Length(max=5000))

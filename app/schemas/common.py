@@ -32,6 +32,16 @@ class Text(ma.fields.String):
         return text
 
 
+class WholeMatch(ma.validate.Regexp):
+    """Regexp over the whole string: with match() alone, `$` lets a final newline through."""
+
+    def __call__(self, value: str) -> str:
+        """value, if the whole of it matches; else a ValidationError."""
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self.error.format(input=value, regex=self.regex.pattern))
+        return value
+
+
 class UtcDateTime(ma.fields.AwareDateTime):
     """An ISO 8601 date-time, UTC when it names no offset, stored in UTC."""
 
@@ -87,6 +97,7 @@ class ErrorDetail(ma.Schema):
     code = ma.fields.String(required=True)
     message = ma.fields.String(required=True)
     fields = ma.fields.Dict(keys=ma.fields.String())
+    request_id = ma.fields.String()
 
 
 class ErrorSchema(ma.Schema):

@@ -2,9 +2,29 @@
 
 import marshmallow as ma
 
-from app.schemas.common import StrictSchema, Text
+from app.models.user import normalize_email
+from app.schemas.common import StrictSchema, Text, WholeMatch
 
 PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{3,30}$"
+
+
+class EmailAddress(Text):
+    """An email address, checked as sent, then loaded in normalize_email's form.
+
+    The check comes first: lower-casing can make a valid address one the check refuses
+    (`İ` becomes `i` and a combining dot).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            validate=ma.validate.Length(max=254), metadata={"format": "email"}, **kwargs
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Check the address, then return its normal form."""
+        address = super()._deserialize(value, attr, data, **kwargs).strip()
+        ma.validate.Email()(address)
+        return normalize_email(address)
 
 
 def password_field(**kwargs) -> Text:
@@ -21,7 +41,7 @@ def phone_field(**kwargs) -> Text:
     """A phone number: digits with an optional +, spaces, dashes and brackets; null clears it."""
     return Text(
         allow_none=True,
-        validate=ma.validate.Regexp(PHONE_PATTERN, error="Not a valid phone number."),
+        validate=WholeMatch(PHONE_PATTERN, error="Not a valid phone number."),
         **kwargs,
     )
 
@@ -29,7 +49,7 @@ def phone_field(**kwargs) -> Text:
 class RegisterSchema(StrictSchema):
     """What a new customer sends."""
 
-    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
+    email = EmailAddress(required=True)
     password = password_field(required=True)
     name = name_field(required=True)
     phone = phone_field(load_default=None)
@@ -38,7 +58,7 @@ class RegisterSchema(StrictSchema):
 class LoginSchema(StrictSchema):
     """Credentials to exchange for a token."""
 
-    email = Text(required=True, validate=ma.validate.Length(max=254))
+    email = EmailAddress(required=True)
     password = Text(required=True, load_only=True, validate=ma.validate.Length(max=128))
 
 

@@ -1,0 +1,143 @@
+"""PgBouncer's admin console: our database's pool numbers and PgBouncer's own settings.
+
+PGBOUNCER_ADMIN_URL is a postgresql:// URL to PgBouncer's `pgbouncer` database, as a user
+listed in `stats_users` (SHOW only) or `admin_users`. The console speaks only the simple
+query protocol and only its own commands (`SHOW POOLS`, `PAUSE db`, …): psycopg2 in
+autocommit sends each as one simple query, with no BEGIN around it.
+
+`pool_numbers` and `pgbouncer_settings` never raise: they answer (None, reason) when
+PgBouncer cannot be read, so a caller serving a request reports the reason instead.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+
+from app.database.describe import describe
+
+# Seconds to reach the console: health and start-up must not hang on a missing PgBouncer.
+ADMIN_CONNECT_TIMEOUT_S = 2
+# SHOW CONFIG keys whose values are numbers (seconds may have a fraction).
+NUMERIC_SETTINGS = (
+    "default_pool_size",
+    "reserve_pool_size",
+    "max_client_conn",
+    "max_db_connections",
+    "max_user_connections",
+    "query_wait_timeout",
+    "server_idle_timeout",
+    "server_lifetime",
+)
+
+
+@dataclass(frozen=True)
+class PoolNumbers:
+    """One (database, user) row of SHOW POOLS: PgBouncer's clients and servers for it."""
+
+    database: str
+    user: str
+    cl_active: int
+    cl_waiting: int
+    sv_active: int
+    sv_idle: int
+    sv_used: int
+    maxwait_s: float
+
+    def report(self) -> dict[str, Any]:
+        """The numbers as /api/health and db-info print them."""
+        return {
+            "clientsActive": self.cl_active,
+            "clientsWaiting": self.cl_waiting,
+            "serversActive": self.sv_active,
+            "serversIdle": self.sv_idle,
+            "serversUsed": self.sv_used,
+            "longestWaitSeconds": self.maxwait_s,
+        }
+
+
+@dataclass(frozen=True)
+class PoolerSettings:
+    """SHOW CONFIG as numbers, and the SHOW DATABASES row of each database PgBouncer knows."""
+
+    config: dict[str, float]
+    databases: dict[str, dict[str, Any]]
+
+    def server_connections(self, database: str) -> tuple[int, str]:
+        """Most server connections PgBouncer opens to database, and the sum that gives it.
+
+        A database row carries its effective pool_size, reserve_pool and max_connections
+        (max_db_connections); a wildcard database appears there only once a client used it,
+        so until then the global settings apply. One role per database is assumed.
+        """
+        row = self.databases.get(database, {})
+        pool = int(row.get("pool_size", self.config["default_pool_size"]))
+        reserve = int(row.get("reserve_pool", self.config["reserve_pool_size"]))
+        cap = int(row.get("max_connections", self.config["max_db_connections"]))
+        total = pool + reserve
+        arithmetic = f"PgBouncer pool_size {pool} + reserve_pool_size {reserve} = {total}"
+        if 0 < cap < total:
+            return cap, f"PgBouncer max_db_connections {cap}"
+        return total, arithmetic
+
+
+def admin_rows(admin_url: str, command: str) -> list[dict[str, Any]]:
+    """Run one admin console command; its rows as dictionaries (psycopg2.Error on failure)."""
+    connection = psycopg2.connect(libpq_url(admin_url), connect_timeout=ADMIN_CONNECT_TIMEOUT_S)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(command)
+            if cursor.description is None:
+                return []
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def libpq_url(url: str) -> str:
+    """The URL as libpq reads it: without SQLAlchemy's +driver suffix."""
+    return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def pool_numbers(admin_url: str, database: str, user: str) -> tuple[PoolNumbers | None, str | None]:
+    """Our (database, user) pool at PgBouncer, or None and why it could not be read.
+
+    Returns (PoolNumbers, None): cl_active/cl_waiting are client connections linked to a
+    server or queued for one, sv_active/sv_idle/sv_used server connections in a
+    transaction, ready, or waiting for their check; maxwait_s is how long the oldest
+    queued client has waited (maxwait + maxwait_us), 0 when none waits. A pool no client has
+    opened yet has no row: every number is 0. On failure: (None, "first line of the error").
+    """
+    try:
+        rows = admin_rows(admin_url, "SHOW POOLS")
+    except psycopg2.Error as error:
+        return None, describe(error)
+    row = next((r for r in rows if (r["database"], r["user"]) == (database, user)), {})
+    return PoolNumbers(
+        database=database,
+        user=user,
+        cl_active=row.get("cl_active", 0),
+        cl_waiting=row.get("cl_waiting", 0),
+        sv_active=row.get("sv_active", 0),
+        sv_idle=row.get("sv_idle", 0),
+        sv_used=row.get("sv_used", 0),
+        maxwait_s=row.get("maxwait", 0) + row.get("maxwait_us", 0) / 1_000_000,
+    ), None
+
+
+def pgbouncer_settings(admin_url: str) -> tuple[PoolerSettings | None, str | None]:
+    """PgBouncer's SHOW CONFIG numbers and SHOW DATABASES rows, or None and why not.
+
+    config maps each name of NUMERIC_SETTINGS (default_pool_size, max_client_conn,
+    query_wait_timeout, max_db_connections, …) to its value; databases maps each database
+    name to its SHOW DATABASES row (pool_size, reserve_pool, max_connections, paused, …).
+    """
+    try:
+        config = {row["key"]: row["value"] for row in admin_rows(admin_url, "SHOW CONFIG")}
+        databases = {row["name"]: row for row in admin_rows(admin_url, "SHOW DATABASES")}
+    except psycopg2.Error as error:
+        return None, describe(error)
+    numbers = {name: float(config[name]) for name in NUMERIC_SETTINGS if name in config}
+    return PoolerSettings(numbers, databases), None

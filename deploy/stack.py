@@ -1,0 +1,191 @@
+"""`bin/dev stack`: the production topology on one machine, in the foreground until Ctrl-C.
+
+    clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT) → DATABASE_URL
+
+Each part is a real server in the foreground, its configuration, pid and logs in one temporary
+folder. The parts start in order, each once it answers, and stop in reverse order when the
+stack is interrupted (Ctrl-C, SIGTERM) or when any part exits; none is left running.
+
+To add a part, add a Part to `parts()` at its place in the chain.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from deploy import nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class Part:
+    """One server of the stack: its command, how to tell it is ready, and where it logs."""
+
+    name: str
+    command: list[str]
+    ready: Callable[[], bool]
+    log: Path | None = None  # None: the stack's own terminal
+    env: dict[str, str] | None = None
+    stop_signal: int = signal.SIGTERM
+    process: subprocess.Popen | None = field(default=None, init=False)
+    log_file: IO[Any] | None = field(default=None, init=False)
+
+    def start(self, timeout_s: float = 30) -> None:
+        """Start the process and wait until it is ready; raise if it exits or never is."""
+        self.log_file = self.log.open("ab") if self.log else None
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited {self.process.returncode}\n{self.output()}")
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} was not ready within {timeout_s} s\n{self.output()}")
+
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 35) -> None:
+        """Ask the process to stop, wait for it, and kill it if it will not."""
+        try:
+            if self.running():
+                self.process.send_signal(self.stop_signal)
+                try:
+                    self.process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        finally:
+            if self.log_file:
+                self.log_file.close()
+
+    def output(self) -> str:
+        """What the process wrote to its log so far (nothing when it logs to the terminal)."""
+        if self.log is None or not self.log.exists():
+            return ""
+        return self.log.read_text(errors="replace")
+
+
+def answers(url: str, status: int = 200) -> Callable[[], bool]:
+    """A ready check: url answers with status."""
+
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == status
+        except requests.RequestException:  # Refused or too slow yet: not ready.
+            return False
+
+    return check
+
+
+def gunicorn_part(settings: dict[str, Any]) -> Part:
+    """gunicorn from gunicorn.conf.py on loopback only (clients come through nginx)."""
+    address = f"{LOOPBACK}:{settings['PORT']}"
+    # One proxy in front: the app believes nginx's X-Forwarded-For, and nothing further.
+    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1"}
+    # Every worker must share one key; development's default is random per process.
+    env.setdefault("SECRET_KEY", secrets.token_hex(32))
+    return Part(
+        name="gunicorn",
+        command=[sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", address],
+        ready=answers(f"http://{address}/api/health/live"),
+        env=env,
+    )
+
+
+def nginx_part(folder: Path, address: str, port: int, upstream: str) -> Part:
+    """deploy/nginx.conf on address:port in front of upstream; ready once it answers at all."""
+    config = nginx.write_config(folder, address, port, upstream)
+    return Part(
+        name="nginx",
+        command=nginx.command(config),
+        # Its own JSON 404 for an unrouted path: ready even while upstream is down.
+        ready=answers(f"http://{address}:{port}/", status=404),
+        log=folder / "nginx.out",
+    )
+
+
+def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
+    """The servers of the stack in start order: each one's upstream comes before it."""
+    upstream = f"{LOOPBACK}:{settings['PORT']}"
+    nginx_folder = folder / "nginx"
+    nginx_folder.mkdir()
+    return [
+        # PgBouncer (DB_POOLER=pgbouncer) goes first: gunicorn's DATABASE_URL points at it.
+        gunicorn_part(settings),
+        nginx_part(nginx_folder, LOOPBACK, settings["PROXY_PORT"], upstream),
+        # Prometheus goes last, scraping gunicorn's metrics.
+    ]
+
+
+def run(parts_in_order: list[Part]) -> int:
+    """Start every part, wait until one exits or the stack is interrupted, stop them all."""
+    started: list[Part] = []
+    try:
+        for part in parts_in_order:
+            started.append(part)
+            part.start()
+            print(f"stack: {part.name} ready (pid {part.process.pid})", flush=True)
+        print("stack: running; Ctrl-C stops every part", flush=True)
+        while all(part.running() for part in started):
+            time.sleep(0.2)
+        failed = next(part for part in started if not part.running())
+        print(f"stack: {failed.name} exited {failed.process.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # A second Ctrl-C must not cut the stopping short and orphan a part.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for part in reversed(started):
+            part.stop()
+        print("stack: stopped", flush=True)
+
+
+def interrupt(signum, frame) -> None:
+    """SIGINT and SIGTERM stop the stack (SIGINT even where a shell started it ignoring it)."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Run the stack from the environment's settings until interrupted."""
+    from app.config import load_settings
+
+    settings = load_settings()
+    if settings["PROXY_PORT"] == settings["PORT"]:
+        sys.exit(f"stack: PROXY_PORT and PORT are both {settings['PORT']}; nginx needs its own")
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    folder = Path(tempfile.mkdtemp(prefix="stack-"))
+    folder.chmod(0o755)  # nginx's workers, not root, write their temp files below it
+    try:
+        print(f"stack: files in {folder}", flush=True)
+        print(f"stack: http://{LOOPBACK}:{settings['PROXY_PORT']}/api/health", flush=True)
+        return run(parts(settings, folder))
+    except RuntimeError as error:  # A part that would not start, with its log.
+        print(f"stack: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The shipped PgBouncer configuration, run for real, and the app's reader of its console."""
+
+import configparser
+import threading
+import time
+
+import psycopg2
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from app import create_app
+from app.database import dispose_engines, reading, transaction
+from app.database.pgbouncer import PoolerSettings, pgbouncer_settings, pool_numbers
+from deploy.pgbouncer import SHIPPED_INI, PgBouncer, free_port
+from tests import pg
+from tests.conftest import TEST_SETTINGS
+
+pytestmark = pytest.mark.process
+
+# What deploy/pgbouncer.py overrides to run on one machine; every other key is the shipped one.
+MACHINE_KEYS = {
+    "listen_addr",
+    "listen_port",
+    "unix_socket_dir",
+    "logfile",
+    "pidfile",
+    "auth_type",
+    "auth_file",
+    "admin_users",
+}
+
+
+def shipped_settings() -> dict[str, str]:
+    """The [pgbouncer] section of deploy/pgbouncer.ini."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(SHIPPED_INI)
+    return dict(config["pgbouncer"])
+
+
+def wait_for(condition, timeout_s: float = 5):
+    """condition()'s first truthy value, polled until timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+
+def test_the_running_configuration_is_the_shipped_one(pgbouncer):
+    running = {row["key"]: row["value"] for row in pgbouncer.show("CONFIG")}
+    shipped = shipped_settings()
+    assert shipped["pool_mode"] == "transaction"
+    assert "ignore_startup_parameters" not in shipped
+    for key, value in shipped.items():
+        if key not in MACHINE_KEYS:
+            assert running[key] == value, key
+
+
+def test_pool_numbers_count_active_and_waiting_clients():
+    with PgBouncer(default_pool_size=1, reserve_pool_size=0) as bouncer:
+        holder = psycopg2.connect(bouncer.url("postgres"), application_name="holder")
+        holder.cursor().execute("SELECT 1")  # psycopg2 opened a transaction: the server is ours
+        waiter = threading.Thread(target=run_one_query, args=(bouncer.url("postgres"),))
+        waiter.start()
+        try:
+            wait_for(lambda: bouncer.pool("postgres").get("cl_waiting"))
+            waiting, _ = pool_numbers(bouncer.admin_url, "postgres", "postgres")
+            clients = {
+                client["application_name"]: client["state"]
+                for client in bouncer.show_clients("postgres")
+            }
+        finally:
+            holder.rollback()
+            waiter.join()
+            holder.close()
+    assert waiting.cl_active == 1 and waiting.cl_waiting == 1
+    assert waiting.sv_active == 1 and waiting.sv_idle == 0
+    assert waiting.maxwait_s > 0
+    assert clients == {"holder": "active", "waiter": "waiting"}
+
+
+def run_one_query(url: str) -> None:
+    """Connect as "waiter", run one query, disconnect."""
+    connection = psycopg2.connect(url, application_name="waiter")
+    try:
+        connection.cursor().execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+def test_a_pool_no_client_opened_reads_as_zero(pgbouncer):
+    numbers, error = pool_numbers(pgbouncer.admin_url, "nobody_came", "postgres")
+    assert error is None
+    assert numbers.report() == {
+        "clientsActive": 0,
+        "clientsWaiting": 0,
+        "serversActive": 0,
+        "serversIdle": 0,
+        "serversUsed": 0,
+        "longestWaitSeconds": 0,
+    }
+
+
+def test_settings_read_back_the_shipped_numbers(pgbouncer):
+    settings, error = pgbouncer_settings(pgbouncer.admin_url)
+    shipped = shipped_settings()
+    assert error is None
+    for key in ("default_pool_size", "max_client_conn", "query_wait_timeout"):
+        assert settings.config[key] == float(shipped[key])
+    pool, reserve = int(shipped["default_pool_size"]), int(shipped["reserve_pool_size"])
+    assert int(shipped["max_db_connections"]) == pool + reserve
+    assert settings.server_connections("ordering") == (
+        pool + reserve,
+        f"PgBouncer pool_size {pool} + reserve_pool_size {reserve} = {pool + reserve}",
+    )
+
+
+def test_an_unreachable_console_answers_none_and_the_reason():
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/pgbouncer"
+    started = time.monotonic()
+    numbers, numbers_error = pool_numbers(url, "app", "postgres")
+    settings, settings_error = pgbouncer_settings(url)
+    assert time.monotonic() - started < 2
+    assert numbers is None and settings is None
+    assert "Connection refused" in numbers_error and "Connection refused" in settings_error
+
+
+def test_server_connections_are_the_pool_and_reserve_unless_capped():
+    config = {"default_pool_size": 20, "reserve_pool_size": 5, "max_db_connections": 0}
+    assert PoolerSettings(config, {}).server_connections("app") == (
+        25,
+        "PgBouncer pool_size 20 + reserve_pool_size 5 = 25",
+    )
+    capped = PoolerSettings(
+        config, {"app": {"pool_size": 8, "reserve_pool": 2, "max_connections": 6}}
+    )
+    assert capped.server_connections("app") == (6, "PgBouncer max_db_connections 6")
+
+
+def test_pause_holds_queries_until_resume_and_restart_keeps_the_port(pgbouncer):
+    connection = psycopg2.connect(pgbouncer.url("postgres"))
+    connection.autocommit = True
+    try:
+        pgbouncer.pause()
+        timer = threading.Timer(0.5, pgbouncer.resume)
+        timer.start()
+        started = time.monotonic()
+        connection.cursor().execute("SELECT 1")
+        held_s = time.monotonic() - started
+        timer.join()
+    finally:
+        connection.close()
+    port = pgbouncer.port
+    pgbouncer.restart()
+    after = psycopg2.connect(pgbouncer.url("postgres"))
+    after.close()
+    assert held_s >= 0.4
+    assert pgbouncer.port == port
+
+
+def app_behind(bouncer: PgBouncer, database_url: str, **settings):
+    """The app on database_url's database, through bouncer in transaction mode."""
+    database = database_url.rsplit("/", 1)[1]
+    return create_app(
+        {
+            **TEST_SETTINGS,
+            "DATABASE_URL": bouncer.url(database),
+            "DB_POOLER": "pgbouncer",
+            "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+            **settings,
+        }
+    )
+
+
+def test_health_adds_pgbouncers_numbers_and_names_no_host(pgbouncer, server_database_url):
+    app = app_behind(pgbouncer, server_database_url)
+    try:
+        response = app.test_client().get("/api/health")
+    finally:
+        dispose_engines(app, close=True)
+    assert response.status_code == 200
+    pooler = response.json["database"]["pooler"]
+    assert set(pooler) == {
+        "clientsActive",
+        "clientsWaiting",
+        "serversActive",
+        "serversIdle",
+        "serversUsed",
+        "longestWaitSeconds",
+    }
+    assert str(pgbouncer.port) not in response.text
+
+
+def test_every_statement_runs_under_our_limits_and_leaves_none_behind(server_database_url):
+    # One server connection, so whatever a statement left on it, the next client would see.
+    with PgBouncer(default_pool_size=1, reserve_pool_size=0) as bouncer:
+        app = app_behind(bouncer, server_database_url, DB_STATEMENT_TIMEOUT=300)
+        try:
+            with app.app_context():
+                with reading() as session:
+                    read_limits = session.execute(sa.text(SHOW_LIMITS)).one()
+                    with pytest.raises(sa.exc.OperationalError) as cancelled:
+                        session.execute(sa.text("SELECT pg_sleep(2)"))
+                with transaction() as session:
+                    unit_limits = session.execute(sa.text(SHOW_LIMITS)).one()
+        finally:
+            dispose_engines(app, close=True)
+        assert isinstance(cancelled.value.orig, psycopg2.errors.QueryCanceled)
+        assert read_limits == unit_limits == ("300ms", "30s")
+        assert limits_of_a_plain_client(bouncer, server_database_url) == ("0", "0")
+
+
+def test_migrations_through_pgbouncer_leave_no_setting_behind():
+    database, database_url = pg.create_database("apptest_migrate")
+    try:
+        with PgBouncer(default_pool_size=1, reserve_pool_size=0) as bouncer:
+            app = create_app(
+                {"DATABASE_URL": bouncer.url(database), "DB_POOLER": "pgbouncer", "SECRET_KEY": "x"}
+            )
+            try:
+                with app.app_context():
+                    upgrade()
+            finally:
+                dispose_engines(app, close=True)
+            assert limits_of_a_plain_client(bouncer, database_url) == ("0", "0")
+            assert pg.admin_execute("SELECT count(*) FROM services", dsn=database_url) == [(0,)]
+    finally:
+        pg.drop_database(database)
+
+
+SHOW_LIMITS = (
+    "SELECT current_setting('statement_timeout'),"
+    " current_setting('idle_in_transaction_session_timeout')"
+)
+SHOW_MIGRATION_LIMITS = (
+    "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+)
+
+
+def limits_of_a_plain_client(bouncer: PgBouncer, database_url: str) -> tuple[str, str]:
+    """The limits a client that sets none finds on PgBouncer's server connection."""
+    connection = psycopg2.connect(bouncer.url(database_url.rsplit("/", 1)[1]))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SHOW_LIMITS.replace("idle_in_transaction_session_timeout", "lock_timeout")
+            )
+            return cursor.fetchone()
+    finally:
+        connection.close()

@@ -1,0 +1,67 @@
+"""Requests only a real HTTP server sees: chunked bodies and raw paths, through gunicorn."""
+
+import http.client
+import json
+
+import pytest
+
+from tests.servers import GunicornServer
+
+pytestmark = pytest.mark.process
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(server_database_url):
+    """One gunicorn worker on the module's database."""
+    with GunicornServer({"DATABASE_URL": server_database_url}) as server:
+        yield server
+
+
+def send(server, method: str, path: str, body=None, headers=None, chunked=False):
+    """One request on a fresh connection; the status, headers and body of the answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(method, path, body, headers or {}, encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def chunked_login(server, padding: int) -> tuple[int, dict, bytes]:
+    """A sign-in whose JSON body, padded with spaces, is sent chunked (no Content-Length)."""
+    body = json.dumps({"email": "nobody@example.com", "password": "whatever it is"})
+    chunks = [body.encode(), *([b" " * 65536] * (padding // 65536)), b" " * (padding % 65536)]
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    return send(server, "POST", "/api/auth/login", iter(chunks), headers, chunked=True)
+
+
+def error_code(body: bytes) -> str:
+    """The code of a JSON error body."""
+    return json.loads(body)["error"]["code"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_short(server):
+    status, _, body = chunked_login(server, 2 * MIB)
+    assert (status, error_code(body)) == (413, "request_entity_too_large")
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(server):
+    status, _, body = chunked_login(server, MIB - 1000)
+    assert (status, error_code(body)) == (401, "unauthorized")
+
+
+def test_a_chunked_body_with_broken_framing_is_400(server):
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    status, _, body = send(server, "POST", "/api/auth/login", b"zz\r\n{}\r\n0\r\n\r\n", headers)
+    assert (status, error_code(body)) == (400, "bad_request")
+
+
+@pytest.mark.parametrize("path", ["//api//services", "/api//services", "/api/services//1"])
+def test_doubled_slashes_answer_a_json_404_not_an_html_redirect(server, path):
+    status, headers, body = send(server, "GET", path)
+    assert status == 404
+    assert headers["Content-Type"] == "application/json"
+    assert error_code(body) == "not_found"

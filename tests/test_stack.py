@@ -1,0 +1,87 @@
+"""`bin/dev stack`: nginx → gunicorn → PostgreSQL comes up, and Ctrl-C leaves nothing running."""
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.servers import ROOT, free_port
+
+pytestmark = pytest.mark.process
+
+
+def installed_venv_view(folder: Path) -> Path:
+    """A virtualenv that is this one, stamped as up to date, so bin/dev installs nothing."""
+    venv = folder / "venv"
+    venv.mkdir()
+    real = Path(sys.prefix)
+    for entry in real.iterdir():
+        if entry.name != ".requirements.sha":
+            (venv / entry.name).symlink_to(entry)
+    requirements = (ROOT / "requirements.txt").read_bytes() + (
+        ROOT / "requirements-dev.txt"
+    ).read_bytes()
+    (venv / ".requirements.sha").write_text(hashlib.sha256(requirements).hexdigest() + "\n")
+    return venv
+
+
+def wait_for_status(url: str, status: int, timeout_s: float) -> requests.Response:
+    """GET url until it answers status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(requests.ConnectionError):
+            response = requests.get(url, timeout=2)
+            if response.status_code == status or time.monotonic() > deadline:
+                return response
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.2)
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the process group is left."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(server_database_url, tmp_path):
+    proxy_port = free_port()
+    env = {
+        **os.environ,
+        "VENV": str(installed_venv_view(tmp_path)),
+        "DATABASE_URL": server_database_url,
+        "SECRET_KEY": "test-secret",
+        "PROXY_PORT": str(proxy_port),
+        "PORT": str(free_port()),
+    }
+    log = (tmp_path / "stack.log").open("w+")
+    # A session of its own: its process group is what a terminal's Ctrl-C reaches.
+    stack = subprocess.Popen(
+        [str(ROOT / "bin" / "dev"), "stack"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        health = wait_for_status(f"http://127.0.0.1:{proxy_port}/api/health", 200, 90)
+        assert health.status_code == 200, (tmp_path / "stack.log").read_text()
+        unrouted = requests.get(f"http://127.0.0.1:{proxy_port}/metrics", timeout=5)
+        assert unrouted.status_code == 404  # nginx answers, not gunicorn
+        os.killpg(stack.pid, signal.SIGINT)
+        assert stack.wait(60) == 0
+        deadline = time.monotonic() + 10
+        while group_alive(stack.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not group_alive(stack.pid), "a part of the stack is still running"
+    finally:
+        if group_alive(stack.pid):
+            os.killpg(stack.pid, signal.SIGKILL)
+        log.close()
