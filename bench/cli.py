@@ -1,6 +1,7 @@
 """`python -m bench`: create, migrate and load a database, run every scenario, report."""
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from bench.postgres import ADMIN_DSN, migrated_database
 from bench.runner import Target, run_once
 
 MATPLOTLIB_HINT = "matplotlib is not installed: pip install -r bench/requirements.txt"
+PGBOUNCER_HINT = "pgbouncer is not installed: apt-get install -y pgbouncer"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +37,8 @@ def missing_tools() -> str | None:
         require_wrk()
     except WrkMissing as missing:
         return str(missing)
+    if shutil.which("pgbouncer") is None:
+        return PGBOUNCER_HINT
     try:
         import matplotlib  # noqa: F401
     except ImportError:

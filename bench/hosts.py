@@ -1,8 +1,9 @@
 """Many hosts, one PgBouncer (issue 8): S1's read from 1, 2 and 3 app hosts at once.
 
-One PgBouncer in transaction mode serves every step; each step starts its own app hosts
-(gunicorn instances with DB_POOLER=pgbouncer), loads them all at once, one wrk connection
-per worker thread, and stops them. The clients grow with the hosts while the server
+One PgBouncer (deploy/pgbouncer.py: the shipped ini with default_pool_size=4 and no reserve
+pool) serves every step; each step starts its own app hosts (gunicorn instances with
+DB_POOLER=pgbouncer), loads them all at once, one wrk connection per worker thread, and
+stops them. The clients grow with the hosts while the server
 connections to the database stay at PgBouncer's pool: the clients queue in PgBouncer, not
 on the server.
 """
@@ -15,12 +16,12 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from bench.load import Load, run_wrk
-from bench.pgbouncer import PgBouncer
 from bench.plan import Plan
 from bench.postgres import ADMIN_DSN
 from bench.runner import SECRET_KEY, Target, application_name, serving, socket_errors
 from bench.sampler import BackgroundLoop
 from bench.servers import Server, ServerSpec
+from deploy.pgbouncer import PgBouncer
 
 SERVER_CONNECTIONS = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
@@ -41,6 +42,8 @@ def host_spec(plan: Plan, target: Target, bouncer: PgBouncer, name: str) -> Serv
         "GUNICORN_THREADS": str(plan.host_threads),
         "DB_POOL_SIZE": str(plan.host_pool_size),
         "DB_MAX_OVERFLOW": "0",
+        # This host's worst case of clients at PgBouncer: its pools and a health probe each.
+        "DB_CONNECTION_BUDGET": str(plan.host_workers * (plan.host_pool_size + 1)),
         "DB_POOL_PRE_PING": "true" if plan.pre_ping else "false",
     }
     return ServerSpec("host", None, environment)
@@ -74,14 +77,14 @@ class PoolSampler(BackgroundLoop):
         with self.connection.cursor() as cursor:
             cursor.execute(SERVER_CONNECTIONS, (self.database,))
             self.server_connections.append(cursor.fetchone()[0])
-        pools = [row for row in self.bouncer.show("POOLS") if row["database"] == self.database]
-        self.clients.append(sum(row["cl_active"] + row["cl_waiting"] for row in pools))
-        self.pooler_servers.append(sum(row[state] for row in pools for state in SERVER_STATES))
+        pool = self.bouncer.pool(self.database)
+        self.clients.append(pool.get("cl_active", 0) + pool.get("cl_waiting", 0))
+        self.pooler_servers.append(sum(pool.get(state, 0) for state in SERVER_STATES))
 
 
 def run_hosts(plan: Plan, target: Target, run_index: int) -> dict:
     """Each host count of the plan in turn, behind one PgBouncer."""
-    with PgBouncer(plan.bouncer_pool_size) as bouncer:
+    with PgBouncer(default_pool_size=plan.bouncer_pool_size, reserve_pool_size=0) as bouncer:
         return {
             str(count): run_step(plan, target, bouncer, count, run_index)
             for count in plan.host_counts

@@ -27,6 +27,10 @@ def require(tool_present: bool, reason: str) -> None:
 def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
     require(shutil.which("wrk") is not None, "wrk is not installed: apt-get install -y wrk")
     require(
+        shutil.which("pgbouncer") is not None,
+        "pgbouncer is not installed: apt-get install -y pgbouncer",
+    )
+    require(
         importlib.util.find_spec("matplotlib") is not None,
         "matplotlib is not installed: pip install -r bench/requirements.txt",
     )
