@@ -106,11 +106,9 @@ class AuthActions:
 
     def login(self, email: str, password: str = PASSWORD, address: str | None = None):
         """POST /api/auth/login, from a client address when given; return the response."""
-        return self.client.post(
-            "/api/auth/login",
-            json={"email": email, "password": password},
-            environ_base={"REMOTE_ADDR": address} if address else None,
-        )
+        environ = {"REMOTE_ADDR": address} if address else {}
+        body = {"email": email, "password": password}
+        return self.client.post("/api/auth/login", json=body, environ_base=environ)
 
 
 @pytest.fixture
