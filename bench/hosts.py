@@ -12,14 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from statistics import median
 
-import psycopg2
 from sqlalchemy.engine import make_url
 
 from bench.load import Load, run_wrk
 from bench.plan import Plan
-from bench.postgres import ADMIN_DSN
 from bench.runner import SECRET_KEY, Target, application_name, serving, socket_errors
-from bench.sampler import BackgroundLoop
+from bench.sampler import ServerSampler
 from bench.servers import Server, ServerSpec
 from deploy.pgbouncer import PgBouncer
 
@@ -54,7 +52,7 @@ def database_name(url: str) -> str:
     return make_url(url).database
 
 
-class PoolSampler(BackgroundLoop):
+class PoolSampler(ServerSampler):
     """Every 100 ms: the server's connections to our database, and PgBouncer's clients."""
 
     def __init__(self, bouncer: PgBouncer, database: str):
@@ -62,15 +60,6 @@ class PoolSampler(BackgroundLoop):
         self.server_connections: list[int] = []
         self.pooler_servers: list[int] = []
         self.clients: list[int] = []
-
-    def run(self) -> None:
-        """Sample on an autocommit connection of the sampler's own, closed when stopped."""
-        self.connection = psycopg2.connect(ADMIN_DSN, application_name="bench-sampler")
-        self.connection.autocommit = True
-        try:
-            super().run()
-        finally:
-            self.connection.close()
 
     def tick(self) -> None:
         """One sample of each."""

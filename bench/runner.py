@@ -18,7 +18,6 @@ from bench.ceiling import Neighbour, server_words
 from bench.dataset import BENCH_PASSWORD, signed_in_emails
 from bench.load import Load, Record, read_records, run_wrk
 from bench.plan import Plan
-from bench.postgres import ADMIN_DSN
 from bench.sampler import Sampler, Samples
 from bench.servers import Server, ServerSpec, start_server
 from bench.stats import per_bin, percentile, recovery_s
@@ -87,7 +86,7 @@ def server_spec(plan: Plan, target: Target, label: str, run_index: int) -> Serve
 def sampled_wrk(server: Server, load: Load, records: Path | None = None):
     """Run wrk while sampling; return its summary and the samples."""
     name = server.spec.environment["DB_APPLICATION_NAME"]
-    with Sampler(ADMIN_DSN, name, server) as sampler:
+    with Sampler(name, server) as sampler:
         summary = run_wrk(load, server.base_url, records)
     return summary, sampler.samples
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
+from bench.postgres import ADMIN_DSN
 from bench.servers import Server, rss_mib
 
 INTERVAL_S = 0.1
@@ -61,25 +62,28 @@ class Samples:
         return max((rss for _, rss in self.worker_rss_mib), default=0.0)
 
 
-class Sampler(BackgroundLoop):
-    """Samples in the background while entered, every INTERVAL_S."""
+class ServerSampler(BackgroundLoop):
+    """Samples the server every INTERVAL_S on an autocommit connection of its own."""
 
     interval_s = INTERVAL_S
 
-    def __init__(self, admin_dsn: str, application_name: str, server: Server):
-        self.admin_dsn = admin_dsn
-        self.application_name = application_name
-        self.server = server
-        self.samples = Samples()
-
     def run(self) -> None:
-        """Sample on an autocommit connection of the sampler's own, closed when stopped."""
-        self.connection = psycopg2.connect(self.admin_dsn, application_name="bench-sampler")
+        """Open the sampler's connection, tick until stopped, close it."""
+        self.connection = psycopg2.connect(ADMIN_DSN, application_name="bench-sampler")
         self.connection.autocommit = True
         try:
             super().run()
         finally:
             self.connection.close()
+
+
+class Sampler(ServerSampler):
+    """Our server connections (by application_name) and the largest worker's memory."""
+
+    def __init__(self, application_name: str, server: Server):
+        self.application_name = application_name
+        self.server = server
+        self.samples = Samples()
 
     def tick(self) -> None:
         """One sample."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
-from bench.servers import free_port
+from deploy.ports import free_port
 from deploy.stack import nginx_part
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from flask_migrate import upgrade
 from app import create_app
 from app.database import dispose_engines, reading, transaction
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings, pool_numbers
-from deploy.pgbouncer import SHIPPED_INI, PgBouncer, free_port
+from deploy.pgbouncer import SHIPPED_INI, PgBouncer
+from deploy.ports import free_port
 from tests import pg
 from tests.conftest import TEST_SETTINGS
 
