@@ -2,6 +2,7 @@
 
     clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT)
             → PgBouncer (deploy/pgbouncer.ini, when DB_POOLER=pgbouncer) → DATABASE_URL
+    Prometheus (deploy/prometheus, 127.0.0.1:9090) scrapes METRICS_PORT
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
@@ -28,9 +29,13 @@ from sqlalchemy.engine import make_url
 
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
+from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+# Prometheus's own default port (PROMETHEUS_PORT moves it); its graph page is for the
+# operator at this machine.
+PROMETHEUS_ADDRESS = f"{LOOPBACK}:{os.environ.get('PROMETHEUS_PORT', '9090')}"
 
 
 @dataclass
@@ -142,11 +147,28 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
     }
 
 
+def prometheus_part(folder: Path, metrics_target: str) -> Part:
+    """Prometheus (deploy/prometheus) scraping gunicorn's metrics, its graph page on loopback."""
+    prometheus.prepare(folder, metrics_target, scrape_interval="5s")
+    return Part(
+        name="prometheus",
+        command=prometheus.command(folder, PROMETHEUS_ADDRESS),
+        ready=answers(f"http://{PROMETHEUS_ADDRESS}/-/ready"),
+        log=folder / "prometheus.out",
+    )
+
+
+def metrics_target(settings: dict[str, Any]) -> str:
+    """Where gunicorn's master serves the metrics (host:port)."""
+    return f"{settings['METRICS_BIND']}:{settings['METRICS_PORT']}"
+
+
 def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
     upstream = f"{LOOPBACK}:{settings['PORT']}"
-    nginx_folder = folder / "nginx"
+    nginx_folder, prometheus_folder = folder / "nginx", folder / "prometheus"
     nginx_folder.mkdir()
+    prometheus_folder.mkdir()
     database_parts, database = [], {}
     if settings["DB_POOLER"] == "pgbouncer":
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
@@ -158,7 +180,9 @@ def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
         *database_parts,
         gunicorn_part(settings, database),
         nginx_part(nginx_folder, LOOPBACK, settings["PROXY_PORT"], upstream),
-        # Prometheus goes last, scraping gunicorn's metrics.
+        prometheus_part(
+            prometheus_folder, f"{settings['METRICS_BIND']}:{settings['METRICS_PORT']}"
+        ),
     ]
 
 
@@ -206,6 +230,7 @@ def main() -> int:
     try:
         print(f"stack: files in {folder}", flush=True)
         print(f"stack: http://{LOOPBACK}:{settings['PROXY_PORT']}/api/health", flush=True)
+        print(f"stack: Prometheus at http://{PROMETHEUS_ADDRESS}/graph", flush=True)
         return run(parts(settings, folder))
     except RuntimeError as error:  # A part that would not start, with its log.
         print(f"stack: {error}", file=sys.stderr)
