@@ -1,6 +1,7 @@
 """The shipped PgBouncer configuration, run for real, and the app's reader of its console."""
 
 import configparser
+import json
 import threading
 import time
 
@@ -248,3 +249,26 @@ def limits_of_a_plain_client(bouncer: PgBouncer, database_url: str) -> tuple[str
             return cursor.fetchone()
     finally:
         connection.close()
+
+
+def db_info(app) -> dict:
+    """`flask db-info --json` of app."""
+    result = app.test_cli_runner().invoke(args=["db-info", "--json"])
+    return json.loads(result.output[result.output.index("{") :])
+
+
+def test_db_info_reads_the_limits_back_and_names_a_missing_db_pooler(
+    pgbouncer, server_database_url
+):
+    behind = app_behind(pgbouncer, server_database_url)
+    database = server_database_url.rsplit("/", 1)[1]
+    unaware = create_app({**TEST_SETTINGS, "DATABASE_URL": pgbouncer.url(database)})
+    try:
+        assert db_info(behind)["serverSettings"]["warnings"] == []
+        assert db_info(behind)["health"]["database"]["pooler"]["serversActive"] >= 0
+        [warning] = db_info(unaware)["serverSettings"]["warnings"]
+    finally:
+        dispose_engines(behind, close=True)
+        dispose_engines(unaware, close=True)
+    assert "unsupported startup parameter: options" in warning
+    assert "set DB_POOLER=pgbouncer" in warning
