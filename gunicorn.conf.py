@@ -19,9 +19,13 @@ from app.config import load_settings
 from app.database import dispose_engines
 from app.database.budget import assess_budget
 from app.database.health import HealthProbe
+from app.database.pool_metrics import start_pool_metrics
 from app.database.timeouts import settings_warnings
-from app.metrics import record_pool
+from app.metrics import serve_metrics
+from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
 
+# Under gunicorn, log lines are JSON unless LOG_FORMAT says text; workers inherit the choice.
+os.environ.setdefault("LOG_FORMAT", "json")
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
 
@@ -41,6 +45,9 @@ loglevel = "info"
 # about 1,000 of the shortest header lines); gunicorn's default of 100 would refuse more, in HTML.
 if settings["TRUSTED_PROXY_HOPS"]:
     limit_request_fields = 1100
+# gunicorn's lines, its access log and the app's, all in LOG_FORMAT (app/request_log.py).
+logconfig_dict = gunicorn_logconfig(settings["LOG_FORMAT"])
+access_log_format = ACCESS_LOG_FORMAT
 # gunicorn's control socket defaults to one path per user; several servers would collide.
 control_socket_disable = True
 
@@ -61,6 +68,16 @@ def on_starting(server):
         server.log.warning("server settings: %s", warning)
 
 
+def when_ready(server):
+    """Serve /metrics on METRICS_BIND:METRICS_PORT from the master, before any worker forks."""
+    port, address = settings["METRICS_PORT"], settings["METRICS_BIND"]
+    try:
+        serve_metrics(port, address)
+    except OSError as error:
+        sys.exit(f"refusing to start: METRICS_PORT {port} on {address}: {error.strerror}")
+    server.log.info("metrics on http://%s:%s/metrics", address, port)
+
+
 def post_fork(server, worker):
     """Forget connections inherited from the master (preload_app) without closing them."""
     if server.app.callable is not None:
@@ -68,9 +85,8 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Publish the new worker's pool bounds before its first request."""
-    with worker.wsgi.app_context():
-        record_pool()
+    """Start the worker's pool metrics (bounds, leak sweeper) before its first request."""
+    start_pool_metrics(worker.wsgi)
 
 
 def worker_exit(server, worker):

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, database, errors, hot_path, metrics, rate_limits
+from app import cli, database, errors, hot_path, metrics, rate_limits, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, VARIABLES, load_settings
 from app.extensions import api, cors
@@ -28,6 +28,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Before the database: teardowns run in reverse, so metrics see the connection returned.
     metrics.init_app(app)
     database.init_app(app)
+    # Outermost: every response gets its X-Request-ID, and the request's numbers are final.
+    request_log.init_app(app)
     register_extensions(app)
     register_blueprints(app, api)
     errors.init_app(app)

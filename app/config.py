@@ -4,6 +4,7 @@ Every setting the service reads comes through `load_settings`, so a bad value st
 start-up with one line that names the variable and what it accepts.
 """
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -48,18 +49,6 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
         if not low <= number <= high:
             raise ValueError
         return number
-
-    return parse
-
-
-def number(low: float, high: float) -> Callable[[Any], float]:
-    """A parser for a decimal number in [low, high]."""
-
-    def parse(value: Any) -> float:
-        result = float(str(value).strip())
-        if not low <= result <= high:
-            raise ValueError
-        return result
 
     return parse
 
@@ -144,6 +133,11 @@ def text(value: Any) -> str:
     return str(value)
 
 
+def ip_address(value: Any) -> str:
+    """An IPv4 or IPv6 address to listen on."""
+    return str(ipaddress.ip_address(str(value).strip()))
+
+
 def sqlite_default() -> str:
     """The embedded database used when DATABASE_URL is unset."""
     return f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
@@ -153,7 +147,9 @@ VARIABLES = (
     Variable("DATABASE_URL", None, database_url, "a postgres://, postgresql:// or sqlite:// URL"),
     Variable("DB_POOL_SIZE", 5, integer(1, 1000), "a whole number from 1 to 1000"),
     Variable("DB_MAX_OVERFLOW", 5, integer(0, 1000), "a whole number from 0 to 1000"),
-    Variable("DB_POOL_TIMEOUT", 10, number(0.1, 600), "seconds from 0.1 to 600"),
+    # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which turns
+    # pool_timeout into an int, so 0.5 would silently mean "never wait".
+    Variable("DB_POOL_TIMEOUT", 10, integer(1, 600), "whole seconds from 1 to 600"),
     Variable("DB_POOL_RECYCLE", 1800, integer(-1, 86400), "seconds from -1 (never) to 86400"),
     Variable("DB_POOL_PRE_PING", True, boolean, "true or false"),
     Variable("DB_CONNECT_TIMEOUT", 5, integer(1, 300), "whole seconds from 1 to 300"),
@@ -193,6 +189,19 @@ VARIABLES = (
     Variable("TRUSTED_PROXY_HOPS", 0, integer(0, 10), "a whole number from 0 to 10"),
     Variable("PROXY_PORT", 8080, integer(1, 65535), "a port number from 1 to 65535"),
     Variable("RATELIMIT_KEY_PREFIX", "app", text, "a non-empty string"),
+    # Observability (issue 10). LOG_FORMAT's default depends on the server: see complete().
+    Variable("LOG_FORMAT", None, choice("text", "json"), "text or json"),
+    Variable("SLOW_REQUEST_MS", 1000, integer(0, 86_400_000), "milliseconds, 0 (off) or more"),
+    Variable("METRICS_PORT", 9100, integer(1, 65535), "a port number from 1 to 65535"),
+    Variable("METRICS_BIND", "127.0.0.1", ip_address, "an IPv4 or IPv6 address"),
+    # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
+    # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
+    Variable(
+        "DB_LEAK_DETECTION_THRESHOLD",
+        30000,
+        integer(0, 86_400_000),
+        "milliseconds, 0 (off) or more",
+    ),
 )
 
 
@@ -235,6 +244,8 @@ def complete(settings: dict[str, Any], environ: Mapping[str, Any]) -> dict[str, 
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
             settings["DATABASE_URL"],
         )
+    if settings["LOG_FORMAT"] is None:
+        settings["LOG_FORMAT"] = "text"  # gunicorn.conf.py makes json its own default.
     return settings
 
 

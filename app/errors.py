@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
 from app.metrics import count_error
+from app.request_log import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def error_response(error: ApiError):
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields:
         body["fields"] = error.fields
+    body["request_id"] = current_request_id()
     response = jsonify(error=body)
     response.status_code = error.status
     response.headers.update(error.headers)

@@ -1,27 +1,23 @@
-"""Prometheus metrics at /metrics: requests, error codes, and each process's pool.
+"""Prometheus metrics: requests and error codes (pools: app/database/pool_metrics.py).
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
-its samples to a shared folder, and /metrics adds them up across workers.
+its samples to a shared folder, and the master's listener on METRICS_PORT adds them up.
+The API port has no /metrics: the numbers are for operators, not clients.
 """
 
 import functools
-import os
 import time
-import weakref
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
+    start_http_server,
 )
 
-from app.database import pool_engine
+from app.database.pool_metrics import ROUTE
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP responses by route and status", ["method", "route", "status"]
@@ -37,21 +33,6 @@ ERRORS = Counter("api_errors_total", "Error responses by error code", ["code"])
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Where TimedRequests leaves the request's arrival time in the WSGI environ.
 STARTED_AT = "app.metrics.started_at"
-POOL_CHECKED_OUT = Gauge(
-    "db_pool_checked_out_connections", "Connections in use by requests", multiprocess_mode="livesum"
-)
-POOL_OPEN = Gauge(
-    "db_pool_open_connections", "Connections the pools hold open", multiprocess_mode="livesum"
-)
-POOL_CAPACITY = Gauge(
-    "db_pool_capacity_connections",
-    "Most connections the pools may open (pool_size + max_overflow)",
-    multiprocess_mode="livesum",
-)
-
-
-# The pool numbers each pool last published: checked out, open, capacity.
-PUBLISHED_POOL_NUMBERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def count_error(code: str) -> None:
@@ -77,7 +58,7 @@ class TimedRequests:
 def record_response(response):
     """Count the response and time it, labelled by route pattern (never the raw path)."""
     current = request._get_current_object()  # One context lookup instead of four.
-    route = current.url_rule.rule if current.url_rule else "unmatched"
+    route = current.environ[ROUTE] = current.url_rule.rule if current.url_rule else "unmatched"
     method = current.method if current.method in KNOWN_METHODS else "other"
     request_counter(method, route, response.status_code).inc()
     started_at = current.environ.get(STARTED_AT)
@@ -99,33 +80,20 @@ def latency_histogram(route: str):
     return LATENCY.labels(route)
 
 
-def record_pool(_exception=None) -> None:
-    """Publish this process's pool after each request, once its connection is back."""
-    pool = pool_engine().pool
-    if not hasattr(pool, "checkedout"):
-        return
-    checked_out = pool.checkedout()
-    numbers = (checked_out, checked_out + pool.checkedin(), pool.size() + pool._max_overflow)
-    # Most requests leave the pool as they found it: skip three shared-memory writes then.
-    # Keyed by pool, so a pool made anew (dispose after a fork) publishes from scratch.
-    if PUBLISHED_POOL_NUMBERS.get(pool) != numbers:
-        for gauge, value in zip((POOL_CHECKED_OUT, POOL_OPEN, POOL_CAPACITY), numbers, strict=True):
-            gauge.set(value)
-        PUBLISHED_POOL_NUMBERS[pool] = numbers
+def serve_metrics(port: int, address: str):
+    """Serve the Prometheus exposition on address:port, summed over gunicorn's workers.
 
-
-def metrics() -> Response:
-    """The Prometheus text exposition, summed over gunicorn's workers when there are several."""
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    Run in gunicorn's master (when_ready), which never serves a request: the workers write
+    their samples to PROMETHEUS_MULTIPROC_DIR and this listener adds them up per scrape,
+    away from the public port. Returns the server; an OSError if the port is taken.
+    """
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    server, _thread = start_http_server(port, address, registry)
+    return server
 
 
 def init_app(app: Flask) -> None:
-    """Time and count every request; serve /metrics."""
+    """Time and count every request (served on METRICS_PORT by gunicorn.conf.py, not here)."""
     app.wsgi_app = TimedRequests(app.wsgi_app)
     app.after_request(record_response)
-    app.teardown_appcontext(record_pool)
-    app.add_url_rule("/metrics", "metrics", metrics)

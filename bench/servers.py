@@ -68,6 +68,7 @@ def start_server(spec: ServerSpec) -> Server:
     """Start gunicorn for spec and wait until it answers."""
     port = free_port()
     environment = {**os.environ, **spec.environment, "PORT": str(port), "PYTHONPATH": str(ROOT)}
+    environment.setdefault("METRICS_PORT", str(free_port()))  # The master's metrics listener.
     if spec.variant:
         environment["BENCH_VARIANT"] = spec.variant
     command = [sys.executable, "-m", "gunicorn", "-c", str(spec.conf)]

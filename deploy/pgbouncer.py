@@ -79,6 +79,8 @@ class PgBouncer:
         )
         with self.ini.open("w") as file:
             config.write(file)
+        if os.geteuid() == 0:  # PgBouncer runs as postgres and writes its log and pid here.
+            shutil.chown(self.folder, ADMIN_USER)
         return self.ini
 
     @property
@@ -90,8 +92,6 @@ class PgBouncer:
     def start(self, timeout_s: float = 10) -> "PgBouncer":
         """Start PgBouncer and wait until its admin console answers."""
         self.write_ini()
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, ADMIN_USER)
         self.process = subprocess.Popen(
             self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -1,6 +1,8 @@
 """`bin/dev stack`: the production topology on one machine, in the foreground until Ctrl-C.
 
-    clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT) → DATABASE_URL
+    clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT)
+            → PgBouncer (deploy/pgbouncer.ini, when DB_POOLER=pgbouncer) → DATABASE_URL
+    Prometheus (deploy/prometheus, 127.0.0.1:9090) scrapes METRICS_PORT
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
@@ -23,11 +25,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+from sqlalchemy.engine import make_url
 
 from deploy import nginx
+from deploy.pgbouncer import PgBouncer
+from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+# Prometheus's own default port (PROMETHEUS_PORT moves it); its graph page is for the
+# operator at this machine.
+PROMETHEUS_ADDRESS = f"{LOOPBACK}:{os.environ.get('PROMETHEUS_PORT', '9090')}"
 
 
 @dataclass
@@ -95,11 +103,11 @@ def answers(url: str, status: int = 200) -> Callable[[], bool]:
     return check
 
 
-def gunicorn_part(settings: dict[str, Any]) -> Part:
+def gunicorn_part(settings: dict[str, Any], database: dict[str, str]) -> Part:
     """gunicorn from gunicorn.conf.py on loopback only (clients come through nginx)."""
     address = f"{LOOPBACK}:{settings['PORT']}"
     # One proxy in front: the app believes nginx's X-Forwarded-For, and nothing further.
-    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1"}
+    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1", **database}
     # Every worker must share one key; development's default is random per process.
     env.setdefault("SECRET_KEY", secrets.token_hex(32))
     return Part(
@@ -122,16 +130,59 @@ def nginx_part(folder: Path, address: str, port: int, upstream: str) -> Part:
     )
 
 
+def pgbouncer_part(bouncer: PgBouncer) -> Part:
+    """deploy/pgbouncer.ini in front of the server; ready once its console answers."""
+    bouncer.write_ini()
+    # Its own log file is PgBouncer's (it runs as postgres); the part's catches the rest.
+    output = bouncer.folder / "pgbouncer.out"
+    return Part(name="pgbouncer", command=bouncer.command, ready=bouncer.answers, log=output)
+
+
+def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
+    """gunicorn's database variables when PgBouncer stands between it and the server."""
+    return {
+        "DATABASE_URL": bouncer.url(make_url(server_url).database),
+        "DATABASE_DIRECT_URL": server_url,
+        "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+    }
+
+
+def prometheus_part(folder: Path, metrics_target: str) -> Part:
+    """Prometheus (deploy/prometheus) scraping gunicorn's metrics, its graph page on loopback."""
+    prometheus.prepare(folder, metrics_target, scrape_interval="5s")
+    return Part(
+        name="prometheus",
+        command=prometheus.command(folder, PROMETHEUS_ADDRESS),
+        ready=answers(f"http://{PROMETHEUS_ADDRESS}/-/ready"),
+        log=folder / "prometheus.out",
+    )
+
+
+def metrics_target(settings: dict[str, Any]) -> str:
+    """Where gunicorn's master serves the metrics (host:port)."""
+    return f"{settings['METRICS_BIND']}:{settings['METRICS_PORT']}"
+
+
 def parts(settings: dict[str, Any], folder: Path) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
     upstream = f"{LOOPBACK}:{settings['PORT']}"
-    nginx_folder = folder / "nginx"
+    nginx_folder, prometheus_folder = folder / "nginx", folder / "prometheus"
     nginx_folder.mkdir()
+    prometheus_folder.mkdir()
+    database_parts, database = [], {}
+    if settings["DB_POOLER"] == "pgbouncer":
+        # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
+        server = make_url(settings["DATABASE_URL"])
+        bouncer = PgBouncer(f"host={server.host or LOOPBACK} port={server.port or 5432}")
+        database_parts = [pgbouncer_part(bouncer)]
+        database = through_pgbouncer(bouncer, settings["DATABASE_URL"])
     return [
-        # PgBouncer (DB_POOLER=pgbouncer) goes first: gunicorn's DATABASE_URL points at it.
-        gunicorn_part(settings),
+        *database_parts,
+        gunicorn_part(settings, database),
         nginx_part(nginx_folder, LOOPBACK, settings["PROXY_PORT"], upstream),
-        # Prometheus goes last, scraping gunicorn's metrics.
+        prometheus_part(
+            prometheus_folder, f"{settings['METRICS_BIND']}:{settings['METRICS_PORT']}"
+        ),
     ]
 
 
@@ -179,6 +230,7 @@ def main() -> int:
     try:
         print(f"stack: files in {folder}", flush=True)
         print(f"stack: http://{LOOPBACK}:{settings['PROXY_PORT']}/api/health", flush=True)
+        print(f"stack: Prometheus at http://{PROMETHEUS_ADDRESS}/graph", flush=True)
         return run(parts(settings, folder))
     except RuntimeError as error:  # A part that would not start, with its log.
         print(f"stack: {error}", file=sys.stderr)

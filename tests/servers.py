@@ -41,11 +41,13 @@ class GunicornServer:
 
     def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()):
         self.port = free_port()
+        self.metrics_port = free_port()
         self.application_name = env.get("DB_APPLICATION_NAME") or unique_application_name()
         self.env = {
             **os.environ,
             "SECRET_KEY": "test-secret",
             "WEB_CONCURRENCY": "1",
+            "METRICS_PORT": str(self.metrics_port),
             **env,
             "PORT": str(self.port),
             "DB_APPLICATION_NAME": self.application_name,
@@ -100,6 +102,11 @@ class GunicornServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+    def metrics(self) -> str:
+        """The Prometheus exposition on METRICS_PORT, summed over the workers."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return requests.get(url, timeout=10).text
 
     def output(self) -> str:
         """Everything the master and workers logged so far."""

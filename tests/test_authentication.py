@@ -21,7 +21,6 @@ PUBLIC = {
     ("/api/openapi.json", "GET"),
     ("/api/docs", "GET"),
     ("/api/docs/assets/<path:filename>", "GET"),
-    ("/metrics", "GET"),  # Prometheus scrapes it without a token; not an API route.
 }
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

@@ -10,11 +10,12 @@ ORDERS = "/api/orders"
 
 
 def assert_error_shape(response, status, code):
-    """The body is SPEC's {"error": {"code", "message", "fields"?}} and nothing else."""
+    """The body is SPEC's {"error": {"code", "message", "fields"?, "request_id"}} and no more."""
     assert response.status_code == status
     assert response.is_json
     assert set(response.json) == {"error"}
-    assert set(response.json["error"]) <= {"code", "message", "fields"}
+    assert set(response.json["error"]) <= {"code", "message", "fields", "request_id"}
+    assert response.json["error"]["request_id"] == response.headers["X-Request-ID"]
     assert response.json["error"]["code"] == code
     assert response.json["error"]["message"]
 

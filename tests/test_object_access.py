@@ -32,8 +32,9 @@ def test_another_users_order_is_404_and_unchanged(
 
 
 def test_the_404_is_the_same_as_for_a_missing_order(client, other_customer, victims_order):
-    theirs = client.get(f"{ORDERS}/{victims_order['id']}", headers=other_customer.headers)
-    missing = client.get(f"{ORDERS}/999999", headers=other_customer.headers)
+    headers = {**other_customer.headers, "X-Request-ID": "same-id"}  # Bodies name the request.
+    theirs = client.get(f"{ORDERS}/{victims_order['id']}", headers=headers)
+    missing = client.get(f"{ORDERS}/999999", headers=headers)
     assert theirs.json == missing.json
 
 

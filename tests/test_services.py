@@ -54,9 +54,10 @@ def test_per_page_is_capped_at_100(client):
 
 
 def test_a_missing_service_is_404(client):
-    response = client.get(f"{SERVICES}/999999")
+    response = client.get(f"{SERVICES}/999999", headers={"X-Request-ID": "r1"})
     assert response.status_code == 404
-    assert response.json == {"error": {"code": "not_found", "message": "service not found"}}
+    error = {"code": "not_found", "message": "service not found", "request_id": "r1"}
+    assert response.json == {"error": error}
 
 
 def test_put_replaces_and_patch_changes(client, admin):

@@ -1,4 +1,4 @@
-"""`bin/dev stack`: nginx → gunicorn → PostgreSQL comes up, and Ctrl-C leaves nothing running."""
+"""`bin/dev stack`: nginx → gunicorn → (PgBouncer) → PostgreSQL comes up; Ctrl-C leaves nothing."""
 
 import contextlib
 import hashlib
@@ -45,6 +45,18 @@ def wait_for_status(url: str, status: int, timeout_s: float) -> requests.Respons
         time.sleep(0.2)
 
 
+def scraped_up(prometheus_url: str, timeout_s: float) -> bool:
+    """Whether Prometheus reports its one target up within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            targets = requests.get(prometheus_url + "/api/v1/targets", timeout=2).json()
+            if [t["health"] for t in targets["data"]["activeTargets"]] == ["up"]:
+                return True
+        time.sleep(0.5)
+    return False
+
+
 def group_alive(group: int) -> bool:
     """Whether any process of the process group is left."""
     try:
@@ -54,15 +66,21 @@ def group_alive(group: int) -> bool:
     return True
 
 
-def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(server_database_url, tmp_path):
-    proxy_port = free_port()
+@pytest.mark.parametrize("pooler", ["none", "pgbouncer"])
+def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
+    server_database_url, tmp_path, pooler
+):
+    proxy_port, prometheus_port = free_port(), free_port()
     env = {
+        "DB_POOLER": pooler,
         **os.environ,
         "VENV": str(installed_venv_view(tmp_path)),
         "DATABASE_URL": server_database_url,
         "SECRET_KEY": "test-secret",
         "PROXY_PORT": str(proxy_port),
         "PORT": str(free_port()),
+        "METRICS_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(prometheus_port),
     }
     log = (tmp_path / "stack.log").open("w+")
     # A session of its own: its process group is what a terminal's Ctrl-C reaches.
@@ -73,8 +91,11 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(server_database_
     try:
         health = wait_for_status(f"http://127.0.0.1:{proxy_port}/api/health", 200, 90)
         assert health.status_code == 200, (tmp_path / "stack.log").read_text()
+        # Behind PgBouncer, health reports its pool: the stack wired the admin console.
+        assert ("pooler" in health.json()["database"]) == (pooler == "pgbouncer")
         unrouted = requests.get(f"http://127.0.0.1:{proxy_port}/metrics", timeout=5)
         assert unrouted.status_code == 404  # nginx answers, not gunicorn
+        assert scraped_up(f"http://127.0.0.1:{prometheus_port}", timeout_s=20)
         os.killpg(stack.pid, signal.SIGINT)
         assert stack.wait(60) == 0
         deadline = time.monotonic() + 10

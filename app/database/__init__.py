@@ -5,6 +5,7 @@ from sqlalchemy.engine import Engine
 
 from app.database.engine import behind_pgbouncer, engine_options
 from app.database.health import HealthProbe
+from app.database.pool_metrics import install_pool_metrics
 from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
 from app.database.session import reading, remove_session, transaction
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
     settings = app.config
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
+    install_pool_metrics(app)
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine, settings)

@@ -97,7 +97,7 @@ class ErrorDetail(ma.Schema):
     code = ma.fields.String(required=True)
     message = ma.fields.String(required=True)
     fields = ma.fields.Dict(keys=ma.fields.String())
-    request_id = ma.fields.String()
+    request_id = ma.fields.String(metadata={"description": "the request's X-Request-ID"})
 
 
 class ErrorSchema(ma.Schema):

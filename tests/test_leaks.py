@@ -1,0 +1,86 @@
+"""Leak detection: a connection held past DB_LEAK_DETECTION_THRESHOLD, or kept past its request."""
+
+import json
+import time
+
+import pytest
+
+from tests.servers import GunicornServer
+from tests.test_metrics import sample
+from tests.test_request_log import output_once
+
+LEAKY_APP = ("tests.leaky_wsgi:app",)
+
+
+def log_lines(output: str, message_part: str) -> list[dict]:
+    """The JSON log lines whose message contains message_part."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if message_part in line["message"]]
+
+
+@pytest.fixture
+def leaky_server(server_database_url):
+    """The leaky app under gunicorn: one pooled connection, a 300 ms threshold."""
+    env = {
+        "DATABASE_URL": server_database_url,
+        "DB_POOL_SIZE": "1",
+        "DB_MAX_OVERFLOW": "0",
+        "DB_POOL_TIMEOUT": "2",
+        "DB_LEAK_DETECTION_THRESHOLD": "300",
+    }
+    with GunicornServer(env, LEAKY_APP) as server:
+        yield server
+
+
+@pytest.mark.process
+def test_a_connection_held_too_long_is_logged_with_its_stack_then_its_return(leaky_server):
+    response = leaky_server.get("/test/hold?seconds=1", headers={"X-Request-ID": "hold-1"})
+    assert response.status_code == 200
+    output = output_once(leaky_server, "leaked connection returned")
+    time.sleep(1.2)  # Counts are published once a second.
+    metrics = leaky_server.metrics()
+    [warning] = log_lines(output, "longer than DB_LEAK_DETECTION_THRESHOLD")
+    assert warning["level"] == "WARNING"
+    assert (warning["request_id"], warning["method"], warning["path"]) == (
+        "hold-1",
+        "GET",
+        "/test/hold",
+    )
+    assert warning["pool_name"] == "request"
+    assert 300 <= warning["held_ms"] < 1000
+    assert "leaky_wsgi.py" in warning["stack"] and "in hold" in warning["stack"]
+    assert "sqlalchemy" not in warning["stack"]
+    [returned] = log_lines(output, "leaked connection returned")
+    assert returned["request_id"] == "hold-1"
+    assert returned["held_ms"] >= 1000
+    assert sample(metrics, "db_client_connection_leaks_total", pool_name="request") == 1
+
+
+@pytest.mark.process
+def test_a_connection_kept_past_its_request_is_returned_logged_and_counted(leaky_server):
+    response = leaky_server.get("/test/leak", headers={"X-Request-ID": "leak-1"})
+    assert response.status_code == 200
+    # The pool has one connection: this answers only if the leaked one came back.
+    assert leaky_server.get("/api/services", timeout=10).status_code == 200
+    output = output_once(leaky_server, "leaked connection returned")
+    time.sleep(1.2)  # Counts are published once a second.
+    metrics = leaky_server.metrics()
+    [warning] = log_lines(output, "when its request ended")
+    assert warning["level"] == "WARNING"
+    assert (warning["request_id"], warning["route"]) == ("leak-1", "/test/leak")
+    assert "leaky_wsgi.py" in warning["stack"] and "in leak" in warning["stack"]
+    [returned] = log_lines(output, "leaked connection returned")
+    assert returned["request_id"] == "leak-1"
+    assert sample(metrics, "db_client_connection_leaks_total", pool_name="request") == 1
+    assert sample(metrics, "db_client_connection_count", pool_name="request", state="used") == 0
+
+
+@pytest.mark.process
+def test_a_quick_request_is_no_leak(leaky_server):
+    for _ in range(5):
+        assert leaky_server.get("/test/hold?seconds=0").status_code == 200
+    time.sleep(0.5)
+    assert not log_lines(leaky_server.output(), "DB_LEAK_DETECTION_THRESHOLD")
+    assert (
+        sample(leaky_server.metrics(), "db_client_connection_leaks_total", pool_name="request") == 0
+    )
