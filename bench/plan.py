@@ -55,7 +55,7 @@ class Plan:
     overload_workers: int = 2
     overload_pool_size: int = 1
     overload_max_overflow: int = 0
-    overload_pool_timeout_s: float = 1.0
+    overload_pool_timeout_s: int = 1
     # S5's servers connect as a role limited to this many connections, a small server's
     # max_connections in miniature (bench/ceiling.py): twice our worst case with its health
     # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
