@@ -14,8 +14,8 @@ from collections import Counter
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from tests.pg import admin_execute
-from tests.probes import BackgroundLoop
+from bench.postgres import admin_execute
+from bench.sampler import BackgroundLoop
 
 NEIGHBOUR_INTERVAL_S = 0.1
 GRANTS = (

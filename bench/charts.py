@@ -7,10 +7,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.plan import Plan
+from bench.plan import THROUGHPUT_KEYS, Plan
 from bench.stats import BIN_S, median
 
-THROUGHPUT_KEYS = ("floor", "S1", "S2", "S3", "S4")
+BAR_COLORS = {"floor": "grey", "pony": "tab:orange"}
 SIDES = (
     ("S5", "ours (bounded pool)", "tab:blue"),
     ("before", "before (limits removed)", "tab:red"),
@@ -36,7 +36,8 @@ def throughput_chart(runs: list[dict], path: Path) -> str:
         [max(v) - m for m, v in zip(medians, values, strict=True)],
     ]
     figure, axes = plt.subplots(figsize=(7, 4))
-    axes.bar(keys, medians, yerr=spread, capsize=4, color=["grey", *["tab:blue"] * (len(keys) - 1)])
+    colors = [BAR_COLORS.get(key, "tab:blue") for key in keys]
+    axes.bar(keys, medians, yerr=spread, capsize=4, color=colors)
     axes.set_ylabel("requests per second (median, min–max)")
     axes.set_title("Throughput against the floor")
     return save(figure, path)

@@ -1,6 +1,7 @@
 """`python -m bench`: create, migrate and load a database, run every scenario, report."""
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -9,12 +10,14 @@ from pathlib import Path
 import psycopg2
 
 from bench import ceiling, dataset
+from bench.hosts import run_hosts
 from bench.load import WrkMissing, require_wrk
 from bench.plan import make_plan
+from bench.postgres import ADMIN_DSN, migrated_database
 from bench.runner import Target, run_once
-from tests.pg import ADMIN_DSN
 
 MATPLOTLIB_HINT = "matplotlib is not installed: pip install -r bench/requirements.txt"
+PGBOUNCER_HINT = "pgbouncer is not installed: apt-get install -y pgbouncer"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +37,8 @@ def missing_tools() -> str | None:
         require_wrk()
     except WrkMissing as missing:
         return str(missing)
+    if shutil.which("pgbouncer") is None:
+        return PGBOUNCER_HINT
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -63,19 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(
         args.smoke, args.runs, args.out, workers=args.workers, pre_ping=not args.no_pre_ping
     )
-    name, url = dataset.create_database()
     role = None
     try:
-        counts = dataset.load(url, plan.size)
-        print(f"bench: database {name} loaded: {counts}", flush=True)
-        role = ceiling.create_role(url, plan.overload_ceiling)
-        runs = run_all(plan, url, ceiling.url_as(url, role), counts)
+        with migrated_database("bench") as url:
+            counts = dataset.load(url, plan.size)
+            print(f"bench: database {url} loaded: {counts}", flush=True)
+            role = ceiling.create_role(url, plan.overload_ceiling)
+            runs = run_all(plan, url, ceiling.url_as(url, role), counts)
     finally:
-        try:
-            dataset.drop_database(name)
-        finally:
-            if role:
-                ceiling.drop_role(role)
+        if role:
+            ceiling.drop_role(role)
     from bench.report import write_report
 
     path = write_report(plan, runs, counts, server_version())
@@ -95,6 +97,7 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
             print("bench: no users and orders tables (the API has not landed): S2–S4 skipped")
         for index in range(plan.runs):
             result = run_once(plan, target, index)
+            result["hosts"] = run_hosts(plan, target, index)
             print(f"bench: run {index + 1}/{plan.runs}: {summary_line(result)}", flush=True)
             runs.append(result)
     return runs
@@ -102,11 +105,23 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
 
 def summary_line(result: dict) -> str:
     """One line of a run's headline numbers."""
-    floor, s1, s5, before = (result[key] for key in ("floor", "S1", "S5", "before"))
+    floor, pony, s1, s5, before = (result[key] for key in ("floor", "pony", "S1", "S5", "before"))
     return (
-        f"floor {floor['throughput_rps']:.0f} req/s, S1 {s1['throughput_rps']:.0f}"
-        f" ({result['ratio_S1_floor']:.2f}×); S5 peak {s5['peak_connections']}/{s5['bound']}"
-        f" 503s {s5['share_503']:.0%} p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
+        f"floor {floor['throughput_rps']:.0f} req/s, Pony {pony['throughput_rps']:.0f}"
+        f" ({result['ratio_pony_floor']:.2f}×), S1 {s1['throughput_rps']:.0f}"
+        f" ({result['ratio_S1_floor']:.2f}×, {result['ratio_S1_pony']:.2f}× Pony);"
+        f" S5 peak {s5['peak_connections']}/{s5['bound']} 503s {s5['share_503']:.0%}"
+        f" p99 {s5['p99_503_ms'] or 0:.0f} ms, 500s {s5['count_500']};"
         f" before peak {before['peak_connections']}/{before['ceiling']},"
-        f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']}"
+        f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']};"
+        + hosts_line(result["hosts"])
+    )
+
+
+def hosts_line(hosts: dict) -> str:
+    """Req/s and peak server connections for each host count."""
+    return "".join(
+        f" {count} host{'s' if count != '1' else ''} {step['throughput_rps']:.0f} req/s,"
+        f" {step['peak_server_connections']} server conns"
+        for count, step in hosts.items()
     )

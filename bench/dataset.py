@@ -1,11 +1,9 @@
-"""A throwaway database, migrated the way a release does, filled by bulk SQL."""
+"""The bench's rows, filled by bulk SQL into a throwaway database (bench/postgres.py)."""
 
 from dataclasses import dataclass
 
 import psycopg2
 from werkzeug.security import generate_password_hash
-
-from tests import pg
 
 BENCH_PASSWORD = "bench-password-1"
 # The signed-in users of S2–S4, each with more orders than a page of 20 shows.
@@ -25,11 +23,13 @@ class DataSize:
 FULL = DataSize(services=1_000, users=10_000, orders=100_000)
 SMOKE = DataSize(services=50, users=SIGNED_IN_USERS, orders=1_000)
 
+# Also how the tests insert a committed service row (tests/pg.py).
 SERVICES_SQL = """
 INSERT INTO services (name, description, price_cents, active, created_at, updated_at)
 SELECT 'Service ' || n, 'Benchmark service number ' || n || ', with a description of some length',
        500 + (n * 37) %% 20000, true, now(), now()
 FROM generate_series(1, %(services)s) AS n
+RETURNING id
 """
 # One slow hash for every user: hashing 10,000 passwords would take minutes.
 USERS_SQL = """
@@ -54,22 +54,6 @@ FROM (
   FROM generate_series(1, %(orders)s) AS n
 ) AS g JOIN services AS s ON s.id = g.service_id
 """
-
-
-def create_database() -> tuple[str, str]:
-    """Create and migrate a throwaway database; return its name and URL."""
-    name, url = pg.create_database(prefix="bench")
-    try:
-        pg.migrate(url)
-    except BaseException:
-        pg.drop_database(name)
-        raise
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    """Drop the throwaway database and whatever is still connected to it."""
-    pg.drop_database(name)
 
 
 def load(url: str, size: DataSize) -> dict[str, int]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import dataset
 from bench.dataset import DataSize
+from bench.postgres import migrated_database
 
 # Callgrind counts only while this C function runs: the request loop is run inside it.
 LOOP_FUNCTION = "functools_reduce"
@@ -49,12 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install -y valgrind", file=sys.stderr)
         return 2
-    name, url = dataset.create_database()
-    try:
+    with migrated_database("bench") as url:
         dataset.load(url, SERVICES)
         total = count_instructions(url, args.requests)
-    finally:
-        dataset.drop_database(name)
     print(f"GET /api/services/<id>: {total // args.requests:,} instructions per request")
     return 0
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from bench.dataset import FULL, SMOKE, DataSize
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# What the throughput table and chart show, in their order: the baselines, then S1–S4.
+THROUGHPUT_KEYS = ("floor", "pony", "S1", "S2", "S3", "S4")
 
 
 @dataclass(frozen=True)
@@ -53,25 +55,47 @@ class Plan:
     overload_workers: int = 2
     overload_pool_size: int = 1
     overload_max_overflow: int = 0
-    overload_pool_timeout_s: float = 1.0
+    overload_pool_timeout_s: int = 1
     # S5's servers connect as a role limited to this many connections, a small server's
     # max_connections in miniature (bench/ceiling.py): twice our worst case with its health
     # probes, 2 × (1 + 0 + 1), and well under the 20 the unbounded "before" pool would open.
     overload_ceiling: int = 8
     signed_in_users: int = 32
-    # The floor and S1 alternate in slices of this many seconds (bench/runner.py).
+    # Many hosts (issue 8): 1, 2 and 3 app hosts behind one PgBouncer in transaction mode,
+    # each host two gthread workers of four threads with pools of 4 + 0.
+    host_counts: tuple[int, ...] = (1, 2, 3)
+    host_workers: int = 2
+    host_threads: int = 4
+    host_pool_size: int = 4
+    bouncer_pool_size: int = 4
+    # The floor, Pony and S1 alternate in slices of this many seconds (bench/runner.py).
     slice_s: int = 2
     run_id: str = field(default_factory=lambda: str(os.getpid()))
 
     @property
     def slices(self) -> int:
-        """How many slices the floor and S1 each get: their throughput time in all."""
+        """How many slices each side-by-side server gets: its throughput time in all."""
         return max(1, self.durations.throughput_s // self.slice_s)
 
     @property
     def slice_duration_s(self) -> float:
         """Seconds of one slice (the whole throughput time when it is shorter than one)."""
         return self.durations.throughput_s / self.slices
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where every server's log is kept."""
+        return self.out_dir / "logs"
+
+    @property
+    def host_connections(self) -> int:
+        """wrk connections per host: one per worker thread."""
+        return self.host_workers * self.host_threads
+
+    @property
+    def host_client_bound(self) -> int:
+        """Most client connections one host may open to PgBouncer: workers × pool."""
+        return self.host_workers * self.host_pool_size
 
     @property
     def overload_bound(self) -> int:

@@ -6,12 +6,12 @@ import platform
 import subprocess
 from pathlib import Path
 
-from bench.plan import Plan
+from bench.plan import THROUGHPUT_KEYS, Plan
 from bench.stats import median
 
-THROUGHPUT_KEYS = ("floor", "S1", "S2", "S3", "S4")
 SCENARIO_NAMES = {
     "floor": "floor: bare WSGI + one psycopg2 connection per worker",
+    "pony": "TechEmpower's Flask entry: Pony ORM `Service[id]`, orjson",
     "S1": "S1 GET /api/services/<id>",
     "S2": "S2 GET /api/orders (signed in, page of 20)",
     "S3": "S3 POST /api/orders with Idempotency-Key",
@@ -99,6 +99,28 @@ def overload_rows(runs: list[dict], plan: Plan) -> list[str]:
         ),
         both("served back to half its own steady rate within 1 s", lambda key: recovery(runs, key)),
     ]
+
+
+def hosts_rows(runs: list[dict]) -> list[str]:
+    """One row per host count: throughput, latency, clients and server connections."""
+    rows = [
+        "| app hosts | req/s | p50 ms | p99 ms | peak clients at PgBouncer (bound)"
+        " | peak server connections (pool) | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for count in runs[0].get("hosts", {}):
+        steps = [run["hosts"][count] for run in runs]
+        cells = [
+            count,
+            fmt(median([step["throughput_rps"] for step in steps]), 0),
+            fmt(median([step["p50_ms"] for step in steps]), 2),
+            fmt(median([step["p99_ms"] for step in steps]), 2),
+            f"{max(step['peak_clients'] for step in steps)} ({steps[0]['client_bound']})",
+            f"{max(step['peak_server_connections'] for step in steps)} ({steps[0]['server_pool']})",
+            fmt(sum(step["non_2xx"] + step["socket_errors"] for step in steps)),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
 
 
 def peak_text(runs: list[dict], plan: Plan, key: str) -> str:
@@ -197,14 +219,17 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
             f"{count:,} {table}" for table, count in counts.items() if not table.startswith("max_")
         )
         + ".",
-        f"- S1–S4 and the floor: {plan.workers} sync workers (GUNICORN_THREADS=1),"
+        f"- S1–S4, the floor and Pony: {plan.workers} sync workers (GUNICORN_THREADS=1),"
         f" DB_POOL_SIZE={plan.pool_size}, DB_MAX_OVERFLOW={plan.max_overflow},"
         f" DB_POOL_PRE_PING={str(plan.pre_ping).lower()}; wrk {plan.connections} connections,"
         f" {d.throughput_s} s each after a {d.warmup_s} s warm-up.",
-        f"- The floor and S1 run side by side: both servers up, wrk alternating between them in"
-        f" {plan.slices} slices of {plan.slice_duration_s:g} s each (the order swapped every"
-        " pair), so the machine's drifts hit both alike. Their req/s is over all slices;"
-        " their p50/p99 are the medians of the slices' own.",
+        "- TechEmpower's Flask entry (bench/techempower.py): Pony ORM's `Service[id]` inside"
+        " `db_session`, orjson, as its `/db` route reads a World; same table, rows and gunicorn"
+        " settings as S1, one connection per worker, no pre-ping, metrics or rate limits.",
+        f"- The floor, Pony and S1 run side by side: all three servers up, wrk alternating"
+        f" between them in {plan.slices} slices of {plan.slice_duration_s:g} s each (each round"
+        " in the reverse order of the last), so the machine's drifts hit all alike. Their"
+        " req/s is over all slices; their p50/p99 are the medians of the slices' own.",
         f"- S5: {plan.overload_workers} workers × {plan.overload_connections} threads,"
         f" {plan.overload_connections} clients (10× the pool capacity);"
         f" `LOCK TABLE services IN ACCESS EXCLUSIVE MODE` held {d.stall_s} s after"
@@ -215,6 +240,13 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
         " client of the same role tries to connect every 100 ms throughout.",
         "- Server connections: `pg_stat_activity` rows with the run's `application_name`,"
         " sampled every 100 ms. RSS: the largest worker's resident memory.",
+        f"- Many hosts: {', '.join(map(str, plan.host_counts))} app hosts behind one PgBouncer"
+        f" (transaction mode, default_pool_size={plan.bouncer_pool_size}), each host"
+        f" DB_POOLER=pgbouncer, {plan.host_workers} workers × {plan.host_threads} threads,"
+        f" DB_POOL_SIZE={plan.host_pool_size}, DB_MAX_OVERFLOW=0, loaded together with S1's"
+        f" read by {plan.host_connections} wrk connections each for {d.throughput_s} s."
+        " Server connections: every `pg_stat_activity` row on the bench's database; clients:"
+        " PgBouncer's `SHOW POOLS` (cl_active + cl_waiting).",
     ]
 
 
@@ -228,14 +260,29 @@ def cpu_count() -> int:
     return os.cpu_count() or 0
 
 
-def median_ratio(runs: list[dict]) -> float:
-    """The median over runs of S1's throughput divided by the floor's in the same run."""
-    return median([run["ratio_S1_floor"] for run in runs])
+def median_ratio(runs: list[dict], name: str = "ratio_S1_floor") -> float:
+    """The median over runs of one within-run ratio, S1 ÷ floor unless named."""
+    return median([run[name] for run in runs])
+
+
+def ratio_lines(runs: list[dict]) -> list[str]:
+    """Each within-run ratio, run by run, with its median."""
+    named = (
+        ("S1 ÷ floor", "ratio_S1_floor"),
+        ("Pony ÷ floor", "ratio_pony_floor"),
+        ("S1 (ours) ÷ Pony", "ratio_S1_pony"),
+    )
+    return [
+        f"{label} per run: {', '.join(f'{run[name]:.2f}' for run in runs)};"
+        f" median **{median_ratio(runs, name):.2f}×**."
+        for label, name in named
+    ]
 
 
 def target_rows(runs: list[dict], plan: Plan) -> list[str]:
     """Issue 4's targets, each checked against this run's numbers."""
     ratio = median_ratio(runs)
+    over_pony = median_ratio(runs, "ratio_S1_pony")
     peak = max(run["S5"]["peak_connections"] for run in runs)
     count_500 = sum(run["S5"]["count_500"] for run in runs)
     p99_limit_ms = (plan.overload_pool_timeout_s + 0.25) * 1000
@@ -244,6 +291,7 @@ def target_rows(runs: list[dict], plan: Plan) -> list[str]:
     recovered = all(value is not None and value <= 1.0 for value in recoveries)
     checks = [
         ("S1 ≥ 0.65× the floor (median)", f"{ratio:.2f}×", ratio >= 0.65),
+        ("S1 faster than TechEmpower's Flask entry (median)", f"{over_pony:.2f}×", over_pony > 1),
         (
             "S5 peak server connections ≤ bound",
             f"{peak} ≤ {plan.overload_bound}",
@@ -274,7 +322,6 @@ def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"counts": counts, "runs": runs}, indent=1))
     chart_files = charts.draw(runs, plan, out)
-    ratios = ", ".join(f"{run['ratio_S1_floor']:.2f}" for run in runs)
     lines = [
         "# Benchmark report",
         "",
@@ -291,7 +338,10 @@ def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str
         "|---|---|---|---|---|---|---|---|",
         *throughput_rows(runs),
         "",
-        f"S1 ÷ floor per run: {ratios}; median **{median_ratio(runs):.2f}×**.",
+        *[line for ratio in ratio_lines(runs) for line in (ratio, "")],
+        "## Many hosts, one PgBouncer (medians; peaks are the max over runs)",
+        "",
+        *hosts_rows(runs),
         "",
         '## Overload: S5 with the database stalled, ours beside "before"',
         "",

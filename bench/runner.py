@@ -6,6 +6,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -19,9 +21,11 @@ from bench.plan import Plan
 from bench.sampler import Sampler, Samples
 from bench.servers import Server, ServerSpec, start_server
 from bench.stats import per_bin, percentile, recovery_s
-from tests.pg import ADMIN_DSN
 
 SECRET_KEY = "bench-secret-key"
+# The servers loaded side by side in alternating slices: server label -> result key.
+SIDE_BY_SIDE = {"floor": "floor", "pony": "pony", "app": "S1"}
+BASELINES = {"floor", "pony"}
 # gunicorn's default access line: … "GET /path HTTP/1.1" 200 …
 ACCESS_LINE = re.compile(r'" \d{3} ')
 
@@ -65,7 +69,7 @@ def application_name(plan: Plan, label: str, run_index: int) -> str:
 
 
 def server_spec(plan: Plan, target: Target, label: str, run_index: int) -> ServerSpec:
-    """The server behind a label: floor, app (S1–S4), overload (S5) or before."""
+    """The server behind a label: floor, pony, app (S1–S4), overload (S5) or before."""
     name = application_name(plan, label, run_index)
     overload = label in {"overload", "before"}
     env = environment(plan, target.overload_url if overload else target.url, name, overload)
@@ -75,14 +79,14 @@ def server_spec(plan: Plan, target: Target, label: str, run_index: int) -> Serve
     if label == "before":
         # Pool limits removed: an overflow the size of SPEC's ceiling, no budget guard.
         env["DB_MAX_OVERFLOW"] = "1000"
-    variant = label if label in {"floor", "before"} else None
+    variant = label if label in BASELINES | {"before"} else None
     return ServerSpec(label, variant, env)
 
 
 def sampled_wrk(server: Server, load: Load, records: Path | None = None):
     """Run wrk while sampling; return its summary and the samples."""
     name = server.spec.environment["DB_APPLICATION_NAME"]
-    with Sampler(ADMIN_DSN, name, server) as sampler:
+    with Sampler(name, server) as sampler:
         summary = run_wrk(load, server.base_url, records)
     return summary, sampler.samples
 
@@ -108,13 +112,17 @@ def throughput_result(summary: dict, samples: Samples) -> dict:
         "p99_ms": summary["latency_p99_us"] / 1000,
         "requests": summary["requests"],
         "non_2xx": summary["non_2xx"],
-        "socket_errors": summary["connect_errors"]
-        + summary["read_errors"]
-        + summary["write_errors"]
-        + summary["timeouts"],
+        "socket_errors": socket_errors(summary),
         "peak_connections": samples.peak_connections,
         "peak_worker_rss_mib": samples.peak_worker_rss_mib,
     }
+
+
+def socket_errors(summary: dict) -> int:
+    """wrk's failed connects, reads and writes, and its timeouts."""
+    return sum(
+        summary[kind] for kind in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
 
 
 class Stall:
@@ -251,11 +259,12 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def with_server(spec: ServerSpec, action, log_dir: Path):
-    """Start the server, run action(server), always stop it and keep its log."""
+@contextmanager
+def serving(spec: ServerSpec, log_dir: Path) -> Iterator[Server]:
+    """A started server while entered; always stopped, its log kept."""
     server = start_server(spec)
     try:
-        return action(server)
+        yield server
     finally:
         server.stop()
         keep_server_log(server, log_dir)
@@ -283,42 +292,49 @@ def sign_in(base_url: str, emails: list[str]) -> list[str]:
 
 
 def run_once(plan: Plan, target: Target, run_index: int) -> dict:
-    """Every scenario once: the floor beside S1, then S2–S4, S5 and "before", each server fresh."""
-    logs = plan.out_dir / "logs"
-    floor = start_server(server_spec(plan, target, "floor", run_index))
-    try:
-        results = with_server(
-            server_spec(plan, target, "app", run_index),
-            lambda app: run_app_scenarios(plan, floor, app, target),
-            logs,
-        )
-    finally:
-        floor.stop()
-        keep_server_log(floor, logs)
+    """Every scenario once: floor, Pony and S1 side by side, S2–S4, S5 and "before"."""
+    logs = plan.logs_dir
+    with ExitStack() as stack:
+        servers = {
+            key: stack.enter_context(serving(server_spec(plan, target, label, run_index), logs))
+            for label, key in SIDE_BY_SIDE.items()
+        }
+        results = run_app_scenarios(plan, servers, target)
     for label, key in (("overload", "S5"), ("before", "before")):
         records = target.work_dir / f"{key}-run{run_index}.records"
-        results[key] = with_server(
-            server_spec(plan, target, label, run_index),
-            lambda server, records=records: run_overload(plan, server, target, records),
-            logs,
-        )
-    results["ratio_S1_floor"] = results["S1"]["throughput_rps"] / results["floor"]["throughput_rps"]
+        with serving(server_spec(plan, target, label, run_index), logs) as server:
+            results[key] = run_overload(plan, server, target, records)
+    results.update(ratios(results))
     return results
 
 
-def run_side_by_side(plan: Plan, floor: Server, app: Server, target: Target) -> dict:
-    """The floor and S1 in alternating slices, so a machine's slow drifts hit both alike.
+def ratios(results: dict) -> dict[str, float]:
+    """S1 and Pony against the floor, and S1 against Pony, all within one run."""
 
-    Each pair of slices swaps its order (floor first, then S1 first, ...), which cancels a
-    steady drift as well; each side gets plan.durations.throughput_s in all.
+    def rps(key: str) -> float:
+        return results[key]["throughput_rps"]
+
+    return {
+        "ratio_S1_floor": rps("S1") / rps("floor"),
+        "ratio_pony_floor": rps("pony") / rps("floor"),
+        "ratio_S1_pony": rps("S1") / rps("pony"),
+    }
+
+
+def run_side_by_side(plan: Plan, servers: dict[str, Server], target: Target) -> dict:
+    """S1's request to each server in alternating slices, so slow drifts hit all alike.
+
+    Each round of slices runs in the reverse order of the one before (floor, Pony, S1, then
+    S1, Pony, floor, ...), which cancels a steady drift as well; each server gets
+    plan.durations.throughput_s in all.
     """
     args = (str(target.max_service_id),)
-    for server in (floor, app):
+    for server in servers.values():
         run_wrk(
             throughput_load(plan, "services.lua", args, plan.durations.warmup_s), server.base_url
         )
-    slices = {"floor": [], "S1": []}
-    order = [("floor", floor), ("S1", app)]
+    slices = {key: [] for key in servers}
+    order = list(servers.items())
     for _ in range(plan.slices):
         for key, server in order:
             load = throughput_load(plan, "services.lua", args, plan.slice_duration_s)
@@ -345,12 +361,13 @@ def sliced_result(slices: list[tuple[dict, Samples]]) -> dict:
     }
 
 
-def run_app_scenarios(plan: Plan, floor: Server, server: Server, target: Target) -> dict:
-    """The floor beside S1, then S2–S4 when the API's tables exist."""
+def run_app_scenarios(plan: Plan, servers: dict[str, Server], target: Target) -> dict:
+    """Floor, Pony and S1 side by side, then S2–S4 on the app when the API's tables exist."""
     service_args = (str(target.max_service_id),)
-    results = run_side_by_side(plan, floor, server, target)
+    results = run_side_by_side(plan, servers, target)
     if not target.api_ready:
         return results
+    server = servers["S1"]
     target.tokens_path.write_text("\n".join(sign_in(server.base_url, signed_in_emails())))
     tokens = str(target.tokens_path)
     for key, script, args in (

@@ -1,18 +1,47 @@
 """Sample our server connections (pg_stat_activity) and worker memory every 100 ms."""
 
+import threading
 import time
 from dataclasses import dataclass, field
 
 import psycopg2
 
+from bench.postgres import ADMIN_DSN
 from bench.servers import Server, rss_mib
-from tests.probes import BackgroundLoop
 
 INTERVAL_S = 0.1
 OUR_CONNECTIONS = (
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE application_name = %(name)s OR application_name LIKE %(name)s || '/%%'"
 )
+
+
+class BackgroundLoop:
+    """Calls tick() every interval_s on a daemon thread for as long as it is entered."""
+
+    interval_s = 0.1
+
+    def __enter__(self):
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+    def run(self) -> None:
+        """Tick on a fixed schedule until stopped (a slow tick does not shift the next)."""
+        next_at = time.monotonic()
+        while not self.stopping.is_set():
+            self.tick()
+            next_at += self.interval_s
+            self.stopping.wait(max(0.0, next_at - time.monotonic()))
+
+    def tick(self) -> None:
+        """One round of the loop's work."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -33,25 +62,28 @@ class Samples:
         return max((rss for _, rss in self.worker_rss_mib), default=0.0)
 
 
-class Sampler(BackgroundLoop):
-    """Samples in the background while entered, every INTERVAL_S."""
+class ServerSampler(BackgroundLoop):
+    """Samples the server every INTERVAL_S on an autocommit connection of its own."""
 
     interval_s = INTERVAL_S
 
-    def __init__(self, admin_dsn: str, application_name: str, server: Server):
-        self.admin_dsn = admin_dsn
-        self.application_name = application_name
-        self.server = server
-        self.samples = Samples()
-
     def run(self) -> None:
-        """Sample on an autocommit connection of the sampler's own, closed when stopped."""
-        self.connection = psycopg2.connect(self.admin_dsn, application_name="bench-sampler")
+        """Open the sampler's connection, tick until stopped, close it."""
+        self.connection = psycopg2.connect(ADMIN_DSN, application_name="bench-sampler")
         self.connection.autocommit = True
         try:
             super().run()
         finally:
             self.connection.close()
+
+
+class Sampler(ServerSampler):
+    """Our server connections (by application_name) and the largest worker's memory."""
+
+    def __init__(self, application_name: str, server: Server):
+        self.application_name = application_name
+        self.server = server
+        self.samples = Samples()
 
     def tick(self) -> None:
         """One sample."""

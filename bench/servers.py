@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -10,6 +9,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deploy.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_CONF = ROOT / "gunicorn.conf.py"
@@ -61,13 +62,6 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(spec: ServerSpec) -> Server:

@@ -1,8 +1,9 @@
 """gunicorn settings of the baselines: the real gunicorn.conf.py minus what a baseline lacks.
 
-BENCH_VARIANT=floor serves bench.floor:app with the same server settings and none of the
-hooks (it has no engine or metrics). BENCH_VARIANT=before serves the real app with the real
-hooks but no budget guard, which would rightly refuse its unbounded pool.
+BENCH_VARIANT=floor serves bench.floor:app, and BENCH_VARIANT=pony TechEmpower's Flask entry
+(bench.techempower:app), with the same server settings and none of the hooks (they have no
+engine or metrics). BENCH_VARIANT=before serves the real app with the real hooks but no
+budget guard, which would rightly refuse its unbounded pool.
 """
 
 import os
@@ -10,16 +11,17 @@ import runpy
 from pathlib import Path
 
 REAL_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+BASELINE_APPS = {"floor": "bench.floor:app", "pony": "bench.techempower:app"}
 
 
 def kept(name: str, value) -> bool:
     """Whether the baseline keeps this name of the real config."""
     if name.startswith("_") or name == "on_starting":
         return False
-    return variant != "floor" or not callable(value)
+    return variant not in BASELINE_APPS or not callable(value)
 
 
 variant = os.environ["BENCH_VARIANT"]
 globals().update({name: v for name, v in runpy.run_path(str(REAL_CONF)).items() if kept(name, v)})
-if variant == "floor":
-    wsgi_app = "bench.floor:app"
+if variant in BASELINE_APPS:
+    wsgi_app = BASELINE_APPS[variant]

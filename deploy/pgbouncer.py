@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,16 +24,10 @@ from typing import Any
 import psycopg2
 
 from app.database.pgbouncer import admin_rows
+from deploy.ports import free_port
 
 SHIPPED_INI = Path(__file__).with_name("pgbouncer.ini")
 ADMIN_USER = "postgres"
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PgBouncer:

@@ -2,6 +2,7 @@
 
     clients → nginx (PROXY_PORT) → gunicorn (gunicorn.conf.py, PORT)
             → PgBouncer (deploy/pgbouncer.ini, when DB_POOLER=pgbouncer) → DATABASE_URL
+    Prometheus (deploy/prometheus, 127.0.0.1:9090) scrapes METRICS_PORT
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
@@ -29,9 +30,13 @@ from sqlalchemy.engine import make_url
 from app.config import Settings, load_settings
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
+from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+# Prometheus's own default port (PROMETHEUS_PORT moves it); its graph page is for the
+# operator at this machine.
+PROMETHEUS_ADDRESS = f"{LOOPBACK}:{os.environ.get('PROMETHEUS_PORT', '9090')}"
 
 
 @dataclass
@@ -143,11 +148,28 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
     }
 
 
+def prometheus_part(folder: Path, metrics_target: str) -> Part:
+    """Prometheus (deploy/prometheus) scraping gunicorn's metrics, its graph page on loopback."""
+    prometheus.prepare(folder, metrics_target, scrape_interval="5s")
+    return Part(
+        name="prometheus",
+        command=prometheus.command(folder, PROMETHEUS_ADDRESS),
+        ready=answers(f"http://{PROMETHEUS_ADDRESS}/-/ready"),
+        log=folder / "prometheus.out",
+    )
+
+
+def metrics_target(settings: Settings) -> str:
+    """Where gunicorn's master serves the metrics (host:port)."""
+    return f"{settings.metrics_bind}:{settings.metrics_port}"
+
+
 def parts(settings: Settings, folder: Path) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
     upstream = f"{LOOPBACK}:{settings.port}"
-    nginx_folder = folder / "nginx"
+    nginx_folder, prometheus_folder = folder / "nginx", folder / "prometheus"
     nginx_folder.mkdir()
+    prometheus_folder.mkdir()
     database_parts, database = [], {}
     if settings.db_pooler == "pgbouncer":
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
@@ -159,7 +181,7 @@ def parts(settings: Settings, folder: Path) -> list[Part]:
         *database_parts,
         gunicorn_part(settings, database),
         nginx_part(nginx_folder, LOOPBACK, settings.proxy_port, upstream),
-        # Prometheus goes last, scraping gunicorn's metrics.
+        prometheus_part(prometheus_folder, metrics_target(settings)),
     ]
 
 
@@ -205,6 +227,7 @@ def main() -> int:
     try:
         print(f"stack: files in {folder}", flush=True)
         print(f"stack: http://{LOOPBACK}:{settings.proxy_port}/api/health", flush=True)
+        print(f"stack: Prometheus at http://{PROMETHEUS_ADDRESS}/graph", flush=True)
         return run(parts(settings, folder))
     except RuntimeError as error:  # A part that would not start, with its log.
         print(f"stack: {error}", file=sys.stderr)

@@ -30,23 +30,15 @@ _user_numbers = count(1)
 @pytest.fixture(scope="session")
 def database_url():
     """A freshly migrated database for the whole session, dropped at its end."""
-    name, url = pg.create_database()
-    try:
-        pg.migrate(url)
+    with pg.migrated_database() as url:
         yield url
-    finally:
-        pg.drop_database(name)
 
 
 @pytest.fixture(scope="module")
 def server_database_url():
     """A migrated database of its own for a module whose servers commit for real."""
-    name, url = pg.create_database("apptest_srv")
-    try:
-        pg.migrate(url)
+    with pg.migrated_database("apptest_srv") as url:
         yield url
-    finally:
-        pg.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +96,25 @@ def topology(request):
 def client(app):
     """An HTTP client of the app."""
     return app.test_client()
+
+
+class AuthActions:
+    """Signing in through the API, as flaskr's `auth` fixture does it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD, address: str | None = None):
+        """POST /api/auth/login, from a client address when given; return the response."""
+        environ = {"REMOTE_ADDR": address} if address else {}
+        body = {"email": email, "password": password}
+        return self.client.post("/api/auth/login", json=body, environ_base=environ)
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    """Sign-in actions on the test's client."""
+    return AuthActions(client)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """What a test watches from outside: locks, server connections, timed requests."""
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -9,6 +8,7 @@ from dataclasses import dataclass
 import psycopg2
 import requests
 
+from bench.sampler import BackgroundLoop
 from tests import pg
 
 # The lock holder's application_name, so samplers of a whole database leave it out.
@@ -32,34 +32,6 @@ def table_locked(database_url: str, table: str = "services"):
     finally:
         connection.rollback()
         connection.close()
-
-
-class BackgroundLoop:
-    """Calls tick() every interval_s on a daemon thread for as long as it is entered."""
-
-    interval_s = 0.1
-
-    def __enter__(self):
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join()
-
-    def run(self) -> None:
-        """Tick on a fixed schedule until stopped (a slow tick does not shift the next)."""
-        next_at = time.monotonic()
-        while not self.stopping.is_set():
-            self.tick()
-            next_at += self.interval_s
-            self.stopping.wait(max(0.0, next_at - time.monotonic()))
-
-    def tick(self) -> None:
-        """One round of the loop's work."""
-        raise NotImplementedError
 
 
 class ConnectionSampler(BackgroundLoop):

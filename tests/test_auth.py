@@ -11,7 +11,6 @@ from app.config import app_settings
 from app.extensions import db
 from app.models import ApiToken, User
 from tests import pg
-from tests.conftest import PASSWORD
 
 NEW_USER = {"email": "Ada@Example.com", "password": "a long password", "name": "Ada"}
 PROFILE_FIELDS = {"id", "email", "name", "phone", "role", "created_at"}
@@ -20,11 +19,6 @@ PROFILE_FIELDS = {"id", "email", "name", "phone", "role", "created_at"}
 def register(client, **overrides):
     """POST /api/auth/register with NEW_USER changed by overrides."""
     return client.post("/api/auth/register", json=NEW_USER | overrides)
-
-
-def login(client, email, password=PASSWORD):
-    """POST /api/auth/login."""
-    return client.post("/api/auth/login", json={"email": email, "password": password})
 
 
 def test_register_creates_a_customer_and_shows_no_hash(client):
@@ -62,16 +56,16 @@ def test_register_refuses_a_role(client):
     assert response.json["error"]["fields"] == {"role": ["Unknown field."]}
 
 
-def test_login_returns_a_token_that_works(client, customer):
-    response = login(client, customer.email.upper())
+def test_login_returns_a_token_that_works(client, auth, customer):
+    response = auth.login(customer.email.upper())
     assert response.status_code == 200
     assert set(response.json) == {"token", "expires_at"}
     headers = {"Authorization": f"Bearer {response.json['token']}"}
     assert client.get("/api/user/profile", headers=headers).json["id"] == customer.id
 
 
-def test_login_token_is_long_random_and_stored_only_as_its_hash(app, client, customer):
-    token = login(client, customer.email).json["token"]
+def test_login_token_is_long_random_and_stored_only_as_its_hash(app, auth, customer):
+    token = auth.login(customer.email).json["token"]
     assert len(token) >= 43  # 32 random bytes, base64url
     with app.app_context():
         hashes = set(db.session.scalars(sa.select(ApiToken.token_hash)))
@@ -79,22 +73,22 @@ def test_login_token_is_long_random_and_stored_only_as_its_hash(app, client, cus
     assert token not in hashes
 
 
-def test_login_token_expires_after_token_ttl(app, client, customer):
+def test_login_token_expires_after_token_ttl(app, auth, customer):
     before = datetime.now(UTC)
-    expires_at = datetime.fromisoformat(login(client, customer.email).json["expires_at"])
+    expires_at = datetime.fromisoformat(auth.login(customer.email).json["expires_at"])
     ttl = timedelta(seconds=app_settings(app).token_ttl)
     assert before + ttl <= expires_at <= datetime.now(UTC) + ttl
     assert app_settings(app).token_ttl == 7 * 86400
 
 
-def test_login_with_a_wrong_password_is_401(client, customer):
-    response = login(client, customer.email, "wrong password")
+def test_login_with_a_wrong_password_is_401(auth, customer):
+    response = auth.login(customer.email, "wrong password")
     assert response.status_code == 401
     assert response.json["error"]["code"] == "unauthorized"
 
 
-def test_login_with_an_unknown_email_is_401(client):
-    assert login(client, "nobody@example.com").status_code == 401
+def test_login_with_an_unknown_email_is_401(auth):
+    assert auth.login("nobody@example.com").status_code == 401
 
 
 def test_login_validates_fields(client):
@@ -108,45 +102,45 @@ def test_logout_revokes_the_token(client, customer):
     assert client.get("/api/user/profile", headers=customer.headers).status_code == 401
 
 
-def test_logout_leaves_other_tokens_alive(client, customer):
-    other = login(client, customer.email).json["token"]
+def test_logout_leaves_other_tokens_alive(client, auth, customer):
+    other = auth.login(customer.email).json["token"]
     client.post("/api/auth/logout", headers=customer.headers)
     headers = {"Authorization": f"Bearer {other}"}
     assert client.get("/api/user/profile", headers=headers).status_code == 200
 
 
-def test_repeated_failed_logins_for_one_email_answer_429(client, customer):
+def test_repeated_failed_logins_for_one_email_answer_429(auth, customer):
     for _ in range(5):
-        assert login(client, customer.email, "wrong password").status_code == 401
-    response = login(client, customer.email)  # Even the right password waits now.
+        assert auth.login(customer.email, "wrong password").status_code == 401
+    response = auth.login(customer.email)  # Even the right password waits now.
     assert response.status_code == 429
     assert response.json["error"]["code"] == "too_many_requests"
     assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
 
 
-def test_failed_logins_for_one_email_do_not_block_another(client, customer, other_customer):
+def test_failed_logins_for_one_email_do_not_block_another(auth, customer, other_customer):
     for _ in range(6):
-        login(client, customer.email, "wrong password")
-    assert login(client, other_customer.email).status_code == 200
+        auth.login(customer.email, "wrong password")
+    assert auth.login(other_customer.email).status_code == 200
 
 
-def test_successful_logins_do_not_add_up_to_a_lockout(client, customer):
+def test_successful_logins_do_not_add_up_to_a_lockout(auth, customer):
     for _ in range(8):
-        assert login(client, customer.email).status_code == 200
+        assert auth.login(customer.email).status_code == 200
 
 
-def test_repeated_failed_logins_from_one_client_answer_429(client):
+def test_repeated_failed_logins_from_one_client_answer_429(auth):
     for number in range(60):
-        assert login(client, f"guess{number}@example.com").status_code == 401
-    response = login(client, "guess-last@example.com")
+        assert auth.login(f"guess{number}@example.com").status_code == 401
+    response = auth.login("guess-last@example.com")
     assert response.status_code == 429
     assert "Retry-After" in response.headers
 
 
-def test_tokens_and_profiles_are_never_cached(client, customer):
+def test_tokens_and_profiles_are_never_cached(client, auth, customer):
     profile = "/api/user/profile"
     responses = [
-        login(client, customer.email),
+        auth.login(customer.email),
         client.get(profile, headers=customer.headers),
         client.patch(profile, json={"name": "Grace"}, headers=customer.headers),
         register(client),
@@ -154,10 +148,10 @@ def test_tokens_and_profiles_are_never_cached(client, customer):
     assert [response.headers.get("Cache-Control") for response in responses] == ["no-store"] * 4
 
 
-def test_an_email_signs_in_as_it_was_registered_whatever_the_script(client):
+def test_an_email_signs_in_as_it_was_registered_whatever_the_script(client, auth):
     assert register(client, email="İx@Example.test").status_code == 201
-    assert login(client, "İx@Example.test", NEW_USER["password"]).status_code == 200
-    assert login(client, "İx@example.TEST", NEW_USER["password"]).status_code == 200
+    assert auth.login("İx@Example.test", NEW_USER["password"]).status_code == 200
+    assert auth.login("İx@example.TEST", NEW_USER["password"]).status_code == 200
     assert register(client, email="İX@example.test").status_code == 409
 
 

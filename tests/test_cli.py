@@ -38,12 +38,11 @@ def role_of(app, email) -> str | None:
         return db.session.scalar(sa.select(User.role).where(User.email == email))
 
 
-def test_create_admin_makes_a_new_admin_who_can_sign_in(app, runner, client):
+def test_create_admin_makes_a_new_admin_who_can_sign_in(app, runner, auth):
     result = runner.invoke(args=["create-admin", "boss@example.com", "--password", PASSWORD])
     assert result.exit_code == 0, result.output
     assert role_of(app, "boss@example.com") == "admin"
-    login = {"email": "boss@example.com", "password": PASSWORD}
-    assert client.post("/api/auth/login", json=login).status_code == 200
+    assert auth.login("boss@example.com").status_code == 200
 
 
 def test_create_admin_promotes_an_existing_user(app, runner, customer):

@@ -1,6 +1,14 @@
 """/api/health and flask db-info report what operators need."""
 
 import json
+import time
+
+import sqlalchemy as sa
+
+from app import create_app
+from app.database import dispose_engines
+from app.database.health import MAX_AGE_S
+from tests.conftest import TEST_SETTINGS
 
 
 def test_health_reports_connections_and_the_pool(client):
@@ -41,3 +49,35 @@ def test_errors_have_one_json_shape(client):
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"]
+
+
+def test_health_checks_the_database_at_most_once_a_second_per_process(app, client):
+    statements = []
+    probe = app.extensions["health_probe"]
+
+    def count(*_):
+        statements.append(1)
+
+    sa.event.listen(probe.server_engine, "before_cursor_execute", count)
+    try:
+        time.sleep(MAX_AGE_S)  # Whatever an earlier test left is stale now.
+        started = time.monotonic()
+        bodies = [client.get("/api/health").json for _ in range(20)]
+        elapsed = time.monotonic() - started
+    finally:
+        sa.event.remove(probe.server_engine, "before_cursor_execute", count)
+    assert elapsed < MAX_AGE_S, "the test must ask faster than the probe's age"
+    assert len(statements) == 1
+    assert all(body["database"]["connected"] for body in bodies)
+
+
+def test_health_says_nothing_private_when_the_database_is_down(database_url):
+    down = create_app({**TEST_SETTINGS, "DATABASE_URL": "postgresql://appuser@127.0.0.9:1/x"})
+    try:
+        response = down.test_client().get("/api/health")
+    finally:
+        dispose_engines(down, close=True)
+    assert response.status_code == 503
+    assert response.json["database"]["error"] == "the database cannot be reached"
+    for private in ("127.0.0.9", "appuser", "port 1", "connection to server"):
+        assert private not in response.text

@@ -1,6 +1,7 @@
 """The shipped PgBouncer configuration, run for real, and the app's reader of its console."""
 
 import configparser
+import json
 import threading
 import time
 
@@ -12,7 +13,9 @@ from flask_migrate import upgrade
 from app import create_app
 from app.database import dispose_engines, reading, transaction
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings, pool_numbers
-from deploy.pgbouncer import SHIPPED_INI, PgBouncer, free_port
+from app.extensions import db
+from deploy.pgbouncer import SHIPPED_INI, PgBouncer
+from deploy.ports import free_port
 from tests import pg
 from tests.conftest import TEST_SETTINGS
 
@@ -248,3 +251,52 @@ def limits_of_a_plain_client(bouncer: PgBouncer, database_url: str) -> tuple[str
             return cursor.fetchone()
     finally:
         connection.close()
+
+
+def db_info(app) -> dict:
+    """`flask db-info --json` of app."""
+    result = app.test_cli_runner().invoke(args=["db-info", "--json"])
+    return json.loads(result.output[result.output.index("{") :])
+
+
+def test_db_info_reads_the_limits_back_and_names_a_missing_db_pooler(
+    pgbouncer, server_database_url
+):
+    behind = app_behind(pgbouncer, server_database_url)
+    database = server_database_url.rsplit("/", 1)[1]
+    unaware = create_app({**TEST_SETTINGS, "DATABASE_URL": pgbouncer.url(database)})
+    try:
+        assert db_info(behind)["serverSettings"]["warnings"] == []
+        assert db_info(behind)["health"]["database"]["pooler"]["serversActive"] >= 0
+        [warning] = db_info(unaware)["serverSettings"]["warnings"]
+    finally:
+        dispose_engines(behind, close=True)
+        dispose_engines(unaware, close=True)
+    assert "unsupported startup parameter: options" in warning
+    assert "set DB_POOLER=pgbouncer" in warning
+
+
+def test_a_queue_timeout_is_busy_and_drops_only_its_own_connection(server_database_url):
+    invalidated = []
+    with PgBouncer(default_pool_size=1, reserve_pool_size=0, query_wait_timeout=1) as bouncer:
+        app = app_behind(bouncer, server_database_url, DB_POOL_SIZE=2, DB_MAX_OVERFLOW=0)
+        holder = psycopg2.connect(bouncer.url(server_database_url.rsplit("/", 1)[1]))
+        try:
+            with app.app_context():
+                engine = db.engine
+                sa.event.listen(engine, "invalidate", lambda *args: invalidated.append(args))
+                with engine.connect() as waiter, engine.connect() as bystander:
+                    bystander.execute(sa.text("SELECT 1"))
+                    bystander_socket = bystander.connection.dbapi_connection
+                    holder.cursor().execute("SELECT 1")  # PgBouncer's one server is the holder's
+                    started = time.monotonic()
+                    with pytest.raises(sa.exc.TimeoutError):
+                        waiter.execute(sa.text("SELECT 1"))
+                    waited_s = time.monotonic() - started
+                    bystander_kept = bystander_socket.closed == 0
+        finally:
+            holder.close()
+            dispose_engines(app, close=True)
+    assert 1 <= waited_s < 2
+    assert len(invalidated) == 1, "only the connection PgBouncer closed is dropped"
+    assert bystander_kept

@@ -9,11 +9,6 @@ from tests.conftest import PASSWORD
 PROFILE = "/api/user/profile"
 
 
-def login(client, email, password):
-    """POST /api/auth/login."""
-    return client.post("/api/auth/login", json={"email": email, "password": password})
-
-
 def test_get_shows_the_callers_profile_only(client, customer):
     response = client.get(PROFILE, headers=customer.headers)
     assert response.status_code == 200
@@ -43,27 +38,27 @@ def test_patch_validates_fields(client, customer):
     assert set(response.json["error"]["fields"]) == {"name", "phone"}
 
 
-def test_patch_changes_the_password_given_the_current_one(client, customer):
+def test_patch_changes_the_password_given_the_current_one(client, auth, customer):
     changes = {"current_password": PASSWORD, "new_password": "a brand new secret"}
     assert client.patch(PROFILE, json=changes, headers=customer.headers).status_code == 200
-    assert login(client, customer.email, PASSWORD).status_code == 401
-    assert login(client, customer.email, "a brand new secret").status_code == 200
+    assert auth.login(customer.email, PASSWORD).status_code == 401
+    assert auth.login(customer.email, "a brand new secret").status_code == 200
 
 
-def test_password_change_revokes_other_tokens_but_keeps_this_one(client, customer):
-    other = {"Authorization": "Bearer " + login(client, customer.email, PASSWORD).json["token"]}
+def test_password_change_revokes_other_tokens_but_keeps_this_one(client, auth, customer):
+    other = {"Authorization": "Bearer " + auth.login(customer.email, PASSWORD).json["token"]}
     changes = {"current_password": PASSWORD, "new_password": "a brand new secret"}
     client.patch(PROFILE, json=changes, headers=customer.headers)
     assert client.get(PROFILE, headers=other).status_code == 401
     assert client.get(PROFILE, headers=customer.headers).status_code == 200
 
 
-def test_password_change_with_a_wrong_current_password_is_422(client, customer):
+def test_password_change_with_a_wrong_current_password_is_422(client, auth, customer):
     changes = {"current_password": "not it at all", "new_password": "a brand new secret"}
     response = client.patch(PROFILE, json=changes, headers=customer.headers)
     assert response.status_code == 422
     assert response.json["error"]["fields"] == {"current_password": ["Is not correct."]}
-    assert login(client, customer.email, PASSWORD).status_code == 200
+    assert auth.login(customer.email, PASSWORD).status_code == 200
 
 
 def test_new_password_needs_the_current_one(client, customer):

@@ -6,15 +6,6 @@ PROFILE = "/api/user/profile"
 WRONG = "not the password"
 
 
-def login(client, email, password=PASSWORD, address="10.0.0.1"):
-    """POST /api/auth/login from a client address."""
-    return client.post(
-        "/api/auth/login",
-        json={"email": email, "password": password},
-        environ_base={"REMOTE_ADDR": address},
-    )
-
-
 def register(client, number: int, address="10.0.0.1"):
     """POST /api/auth/register a new user from a client address."""
     body = {"email": f"new{number}@example.com", "password": PASSWORD, "name": "New"}
@@ -34,35 +25,35 @@ def assert_too_many(response, window_s: int = 15 * 60) -> None:
     assert 0 < int(response.headers["Retry-After"]) <= window_s
 
 
-def test_five_wrong_passwords_from_one_address_hold_back_even_the_right_one(client, customer):
-    assert [login(client, customer.email, WRONG).status_code for _ in range(5)] == [401] * 5
-    assert_too_many(login(client, customer.email))
+def test_five_wrong_passwords_from_one_address_hold_back_even_the_right_one(auth, customer):
+    assert [auth.login(customer.email, WRONG).status_code for _ in range(5)] == [401] * 5
+    assert_too_many(auth.login(customer.email))
 
 
-def test_one_address_cannot_lock_the_owner_out_of_another(client, customer):
+def test_one_address_cannot_lock_the_owner_out_of_another(auth, customer):
     for _ in range(8):
-        login(client, customer.email, WRONG, address="10.6.6.6")
-    assert login(client, customer.email, address="10.0.0.2").status_code == 200
+        auth.login(customer.email, WRONG, address="10.6.6.6")
+    assert auth.login(customer.email, address="10.0.0.2").status_code == 200
 
 
-def test_a_successful_login_forgets_the_failed_ones_before_it(client, customer):
+def test_a_successful_login_forgets_the_failed_ones_before_it(auth, customer):
     for _ in range(3):
-        assert [login(client, customer.email, WRONG).status_code for _ in range(4)] == [401] * 4
-        assert login(client, customer.email).status_code == 200
+        assert [auth.login(customer.email, WRONG).status_code for _ in range(4)] == [401] * 4
+        assert auth.login(customer.email).status_code == 200
 
 
-def test_many_addresses_meet_the_ceiling_of_one_email(client, customer):
+def test_many_addresses_meet_the_ceiling_of_one_email(auth, customer):
     for address in range(10):
         for _ in range(5):
-            assert login(client, customer.email, WRONG, f"10.1.0.{address}").status_code == 401
-    assert_too_many(login(client, customer.email, address="10.2.0.1"))
+            assert auth.login(customer.email, WRONG, f"10.1.0.{address}").status_code == 401
+    assert_too_many(auth.login(customer.email, address="10.2.0.1"))
 
 
-def test_one_ipv6_subscriber_is_one_address(client, customer):
+def test_one_ipv6_subscriber_is_one_address(auth, customer):
     for host in range(5):
-        login(client, customer.email, WRONG, f"2001:db8:1:2::{host + 1}")
-    assert_too_many(login(client, customer.email, address="2001:db8:1:2:ffff::9"))
-    assert login(client, customer.email, address="2001:db8:1:3::1").status_code == 200
+        auth.login(customer.email, WRONG, f"2001:db8:1:2::{host + 1}")
+    assert_too_many(auth.login(customer.email, address="2001:db8:1:2:ffff::9"))
+    assert auth.login(customer.email, address="2001:db8:1:3::1").status_code == 200
 
 
 def test_registrations_from_one_address_are_limited(client):
@@ -88,7 +79,7 @@ def test_a_password_change_without_the_current_password_is_not_counted(client, c
         assert response.status_code == 200
 
 
-def test_retry_after_only_on_429(client, customer):
-    assert "Retry-After" not in login(client, customer.email).headers
-    assert "Retry-After" not in login(client, customer.email, WRONG).headers
+def test_retry_after_only_on_429(client, auth, customer):
+    assert "Retry-After" not in auth.login(customer.email).headers
+    assert "Retry-After" not in auth.login(customer.email, WRONG).headers
     assert "Retry-After" not in client.get(PROFILE, headers=customer.headers).headers

@@ -45,6 +45,18 @@ def wait_for_status(url: str, status: int, timeout_s: float) -> requests.Respons
         time.sleep(0.2)
 
 
+def scraped_up(prometheus_url: str, timeout_s: float) -> bool:
+    """Whether Prometheus reports its one target up within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            targets = requests.get(prometheus_url + "/api/v1/targets", timeout=2).json()
+            if [t["health"] for t in targets["data"]["activeTargets"]] == ["up"]:
+                return True
+        time.sleep(0.5)
+    return False
+
+
 def group_alive(group: int) -> bool:
     """Whether any process of the process group is left."""
     try:
@@ -58,7 +70,7 @@ def group_alive(group: int) -> bool:
 def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
     server_database_url, tmp_path, pooler
 ):
-    proxy_port = free_port()
+    proxy_port, prometheus_port = free_port(), free_port()
     env = {
         "DB_POOLER": pooler,
         **os.environ,
@@ -67,6 +79,8 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         "SECRET_KEY": "test-secret",
         "PROXY_PORT": str(proxy_port),
         "PORT": str(free_port()),
+        "METRICS_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(prometheus_port),
     }
     log = (tmp_path / "stack.log").open("w+")
     # A session of its own: its process group is what a terminal's Ctrl-C reaches.
@@ -81,6 +95,7 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         assert ("pooler" in health.json()["database"]) == (pooler == "pgbouncer")
         unrouted = requests.get(f"http://127.0.0.1:{proxy_port}/metrics", timeout=5)
         assert unrouted.status_code == 404  # nginx answers, not gunicorn
+        assert scraped_up(f"http://127.0.0.1:{prometheus_port}", timeout_s=20)
         os.killpg(stack.pid, signal.SIGINT)
         assert stack.wait(60) == 0
         deadline = time.monotonic() + 10

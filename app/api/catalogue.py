@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from app.database import reading, transaction
+from app.database import reading, reading_rows, transaction
 from app.errors import ApiError
 
 
@@ -22,8 +22,8 @@ def read_or_404(model: type, row_id: int, resource: str):
     A row, not an ORM object: nothing will change it, and the object's identity-map entry
     and state cost more than the query (README, "Performance").
     """
-    with reading() as session:
-        result = session.connection().execute(row_by_id(model.__table__), {"row_id": row_id})
+    with reading_rows() as connection:
+        result = connection.execute(row_by_id(model.__table__), {"row_id": row_id})
         row = result.mappings().one_or_none()
     if row is None:
         raise ApiError.not_found(resource)

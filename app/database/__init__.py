@@ -11,7 +11,7 @@ from app.database.health import HealthProbe
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
-from app.database.session import reading, remove_session, transaction
+from app.database.session import reading, reading_rows, remove_session, transaction
 from app.extensions import db, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -23,6 +23,7 @@ __all__ = [
     "init_app",
     "pool_engine",
     "reading",
+    "reading_rows",
     "transaction",
 ]
 

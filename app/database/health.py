@@ -80,10 +80,17 @@ class HealthProbe:
             self.lock.release()
 
     def check(self, pool_engine: Engine) -> Probe:
-        """Ask the database now: can we reach it, and how many connections are ours."""
+        """Ask the database now: can we reach it, and how many connections are ours.
+
+        Behind PgBouncer with its console and the server's own URL, PgBouncer is asked
+        through its console and the server directly: a probe through PgBouncer would wait
+        in its queue as long as the requests it is meant to explain.
+        """
         pooler = self.pooler_numbers()
+        if pooler is not None and "error" in pooler:
+            return Probe(False, None, error="the database cannot be reached", pooler=pooler)
         try:
-            if self.server_engine is not self.engine:
+            if self.server_engine is not self.engine and pooler is None:
                 with self.engine.connect() as connection:
                     connection.execute(sa.text("SELECT 1"))
             return Probe(True, self.count_connections(pool_engine), pooler=pooler)

@@ -3,7 +3,8 @@
 The engine runs in autocommit (engine.py), so one rule decides where a statement runs:
 inside `transaction()` it belongs to that unit of work, which commits or rolls back as a
 whole; anywhere else it commits on its own, as a lone read does. `reading()` marks a
-read's block: when it ends, the connection goes back to the pool, so a request holds none
+read's block (`reading_rows()` one that wants rows, not objects): when it ends, the
+connection goes back to the pool, so a request holds none
 while it hashes a password, waits for a slow client's body or renders its response.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -69,6 +70,23 @@ def reading() -> Iterator[Session]:
     release(session)
 
 
+@contextmanager
+def reading_rows() -> Iterator[Connection]:
+    """A Core connection for a block of reads that return rows, not ORM objects.
+
+    The same rule as reading(): inside a transaction() the reads are part of it; elsewhere
+    they commit on their own, on a connection borrowed for the block. It skips the
+    session's own bookkeeping, which costs more than a one-row query (README,
+    "Performance").
+    """
+    session = db.session()
+    if session.in_transaction():  # A unit of work, or objects loaded since the last release.
+        yield session.connection()
+        return
+    with db.engine.connect() as connection:
+        yield connection
+
+
 def release(session: Session) -> None:
     """Give the session's connection back to the pool, keeping its objects loaded.
 
@@ -97,7 +115,10 @@ def remove_session(_exception: BaseException | None = None) -> None:
     (a restart, a killed backend) after the view had answered; raised from a teardown,
     it would replace that answer with gunicorn's 500 page. SQLAlchemy has already
     invalidated the connection, and a second remove() hands it back to the pool.
+    A request that never used the session (a row read) has none to remove.
     """
+    if not db.session.registry.has():
+        return
     try:
         db.session.remove()
     except sa_exc.DBAPIError as error:

@@ -1,5 +1,5 @@
--- Shared by every scenario script: per-thread seeding, a wall clock, and the JSON summary
--- that bench/load.py parses from wrk's output.
+-- Shared by every scenario script: per-thread seeding, a wall clock, the services read, and
+-- the JSON summary that bench/load.py parses from wrk's output.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_usec; } bench_timeval;
@@ -23,6 +23,11 @@ end
 
 function common.seed()
   math.randomseed(os.time() * 1000 + (thread_number or 0))
+end
+
+-- GET /api/services/<id> of a random one of the loaded services: S1, the baselines, S4, S5.
+function common.service_request(max_service_id)
+  return wrk.format("GET", "/api/services/" .. math.random(1, max_service_id))
 end
 
 function common.threads()

@@ -10,7 +10,7 @@ init = writes.init
 function request()
   local draw = math.random()
   if draw < 0.4 then
-    return wrk.format("GET", "/api/services/" .. math.random(1, writes.max_service_id))
+    return common.service_request(writes.max_service_id)
   elseif draw < 0.8 then
     return wrk.format("GET", "/api/orders?per_page=20",
       {Authorization = tokens.header(writes.signed_in)})

@@ -17,7 +17,7 @@ end
 
 function request()
   sent_at = common.now()
-  return wrk.format("GET", "/api/services/" .. math.random(1, max_service_id))
+  return common.service_request(max_service_id)
 end
 
 function response(status, headers, body)

@@ -1,4 +1,4 @@
--- S1 and the floor: GET /api/services/<id>, a random one of the loaded services.
+-- S1, the floor and Pony: GET /api/services/<id>, a random one of the loaded services.
 -- Arguments: the highest service id.
 local common = require("common")
 local max_service_id
@@ -12,5 +12,5 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", "/api/services/" .. math.random(1, max_service_id))
+  return common.service_request(max_service_id)
 end
