@@ -237,8 +237,16 @@ def sent_in_stall_result(records: list[Record], stall: Stall) -> dict:
 
 def server_errors(log_lines: list[str]) -> dict[str, int]:
     """The server's FATAL errors the app logged, e.g. too many connections, by text."""
-    found = Counter(server_words(line) for line in log_lines if "FATAL:" in line)
+    found = Counter(server_words(message(line)) for line in log_lines if "FATAL:" in line)
     return dict(found.most_common())
+
+
+def message(log_line: str) -> str:
+    """The message of a log line: a JSON line's "message", a text line as it is."""
+    try:
+        return json.loads(log_line)["message"]
+    except (ValueError, KeyError, TypeError):
+        return log_line
 
 
 def timeline(records: list[Record], samples: Samples, started_at: float, stall: Stall) -> dict:
