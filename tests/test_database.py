@@ -1,9 +1,10 @@
 """The engine and its connections carry the configured bounds and server settings."""
 
 import sqlalchemy as sa
+from flask_migrate import downgrade, upgrade
 
 from app import create_app
-from app.database import reading, transaction
+from app.database import dispose_engines, reading, transaction
 from app.database.session import remove_session
 from app.extensions import db
 from app.models import Service
@@ -92,3 +93,18 @@ def test_a_transaction_wraps_exactly_its_block(app):
         assert db.engine.pool.checkedout() == 0
         with reading() as session:
             assert session.scalar(sa.text("SELECT txid_current()")) != first
+
+
+def test_the_embedded_sqlite_database_migrates_up_down_and_serves_a_sign_up(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite'}", "SECRET_KEY": "s"})
+    with app.app_context():
+        upgrade()
+        downgrade(revision="base")
+        upgrade()
+    body = {"email": " Ada@Example.com", "password": "correct horse battery", "name": "Ada"}
+    client = app.test_client()
+    assert client.post("/api/auth/register", json=body).status_code == 201
+    assert client.post("/api/auth/register", json=body).status_code == 409
+    credentials = {"email": "ada@example.com", "password": body["password"]}
+    assert client.post("/api/auth/login", json=credentials).status_code == 200
+    dispose_engines(app, close=True)

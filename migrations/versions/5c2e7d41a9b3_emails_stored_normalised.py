@@ -54,12 +54,14 @@ def normalise_stored_emails() -> None:
 
 def upgrade():
     normalise_stored_emails()
+    # Outside the batch: SQLite's batch copies the table as reflected, and reflection does
+    # not see an index on an expression, so the batch could not drop it.
+    op.drop_index("uq_users_lower_email", table_name="users")
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_index("uq_users_lower_email")
         batch_op.create_unique_constraint("uq_users_email", ["email"])
 
 
 def downgrade():
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_constraint("uq_users_email", type_="unique")
-        batch_op.create_index("uq_users_lower_email", [sa.text("lower(email)")], unique=True)
+    op.create_index("uq_users_lower_email", "users", [sa.text("lower(email)")], unique=True)
