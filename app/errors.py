@@ -81,7 +81,11 @@ def bounded(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def cut(name: str) -> str:
-    """name, or its first MAX_FIELD_NAME characters and an ellipsis."""
+    """name, or its first MAX_FIELD_NAME characters and an ellipsis, always encodable.
+
+    A client's key may hold a lone surrogate ("\\ud800"), which no UTF-8 answer can carry.
+    """
+    name = name.encode("utf-8", "backslashreplace").decode()
     return name if len(name) <= MAX_FIELD_NAME else name[:MAX_FIELD_NAME] + "…"
 
 

@@ -6,7 +6,8 @@ from flask import current_app
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from app.config import app_settings
+from app.config import app_settings, is_postgresql
+from app.database.engine import connect_args
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -111,10 +112,18 @@ def migration_connection():
     The app's engine runs in autocommit for its reads; DDL and its settings need the
     server's own transaction, from BEGIN to COMMIT.
     """
-    direct_url = app_settings().database_direct_url
+    settings = app_settings()
     engine = get_engine()
-    if direct_url:
-        engine = create_engine(direct_url, poolclass=NullPool)
+    if settings.database_direct_url:
+        name = settings.db_application_name + "/migrate"
+        arguments = (
+            connect_args(settings, name, direct=True)
+            if is_postgresql(settings.database_direct_url)
+            else {}
+        )
+        engine = create_engine(
+            settings.database_direct_url, poolclass=NullPool, connect_args=arguments
+        )
     connection = engine.connect()
     return connection.execution_options(isolation_level=connection.default_isolation_level)
 

@@ -152,3 +152,12 @@ def test_a_422_stays_small_whatever_the_body(client, customer):
 def test_doubled_slashes_are_404_in_the_shape_not_an_html_redirect(client):
     for path in ("/api//services", "/api/services//1", "/api/orders/"):
         assert_error_shape(client.get(path), 404, "not_found")
+
+
+def test_a_key_no_utf8_answer_can_carry_is_named_escaped_not_a_500(client):
+    body = '{"email": "a@b.co", "password": "x", "\\ud800": 1}'
+    response = client.post(
+        "/api/auth/login", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "\\ud800" in response.json["error"]["fields"]  # the key, backslash-escaped

@@ -300,3 +300,61 @@ def test_a_queue_timeout_is_busy_and_drops_only_its_own_connection(server_databa
     assert 1 <= waited_s < 2
     assert len(invalidated) == 1, "only the connection PgBouncer closed is dropped"
     assert bystander_kept
+
+
+def test_an_unreadable_console_is_reported_not_an_outage(pgbouncer, server_database_url):
+    app = app_behind(
+        pgbouncer,
+        server_database_url,
+        DATABASE_DIRECT_URL=server_database_url,
+        PGBOUNCER_ADMIN_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/pgbouncer",
+    )
+    try:
+        response = app.test_client().get("/api/health")
+    finally:
+        dispose_engines(app, close=True)
+    assert response.status_code == 200
+    assert response.json["database"]["pooler"] == {
+        "error": "PgBouncer's admin console cannot be reached"
+    }
+
+
+def timed_health(bouncer: PgBouncer, database_url: str) -> tuple[int, float]:
+    """GET /api/health of an app behind bouncer (server counts direct): status, seconds."""
+    app = app_behind(
+        bouncer,
+        database_url,
+        DATABASE_DIRECT_URL=database_url,
+        PGBOUNCER_ADMIN_URL="",
+        DB_CONNECT_TIMEOUT=2,
+    )
+    try:
+        started = time.monotonic()
+        status = app.test_client().get("/api/health").status_code
+        return status, time.monotonic() - started
+    finally:
+        dispose_engines(app, close=True)
+
+
+def test_health_does_not_queue_behind_pgbouncers_busy_pool(server_database_url):
+    with PgBouncer(default_pool_size=1, reserve_pool_size=0, query_wait_timeout=10) as bouncer:
+        holder = psycopg2.connect(bouncer.url(server_database_url.rsplit("/", 1)[1]))
+        try:
+            holder.cursor().execute("SELECT 1")  # PgBouncer's one server is the holder's
+            status, seconds = timed_health(bouncer, server_database_url)
+        finally:
+            holder.close()
+    assert status == 200
+    assert seconds < 1, "a login is answered by PgBouncer itself; a statement would queue"
+
+
+def test_health_answers_503_within_the_connect_timeout_when_pgbouncer_is_paused(
+    pgbouncer, server_database_url
+):
+    pgbouncer.pause()
+    try:
+        status, seconds = timed_health(pgbouncer, server_database_url)
+    finally:
+        pgbouncer.resume()
+    assert status == 503
+    assert seconds < 2 + 1  # DB_CONNECT_TIMEOUT + 1 s

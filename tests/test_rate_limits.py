@@ -1,5 +1,6 @@
 """The lockout policy: guesses are bounded per email and address; one address locks out no one."""
 
+from app.api.auth import LOGINS_PER_CLIENT, LOGINS_PER_EMAIL
 from tests.conftest import PASSWORD
 
 PROFILE = "/api/user/profile"
@@ -47,6 +48,18 @@ def test_many_addresses_meet_the_ceiling_of_one_email(auth, customer):
         for _ in range(5):
             assert auth.login(customer.email, WRONG, f"10.1.0.{address}").status_code == 401
     assert_too_many(auth.login(customer.email, address="10.2.0.1"))
+
+
+def test_an_address_over_its_allowance_counts_against_no_one_elses_email(auth, customer):
+    guesser = "10.7.7.7"
+    allowance = LOGINS_PER_CLIENT.allowance.amount
+    for number in range(allowance):  # Spent on unknown emails: only its own window fills.
+        assert auth.login(f"nobody{number}@example.com", WRONG, guesser).status_code == 401
+    ceiling = LOGINS_PER_EMAIL.allowance.amount
+    for _ in range(ceiling):
+        assert_too_many(auth.login(customer.email, WRONG, guesser))
+    # Had those counted against the email, its ceiling would hold back the owner too.
+    assert auth.login(customer.email, address="10.0.0.3").status_code == 200
 
 
 def test_one_ipv6_subscriber_is_one_address(auth, customer):

@@ -60,7 +60,9 @@ class Login(MethodView):
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, "UNAUTHORIZED")
     @blp.alt_response(429, "TOO_MANY_REQUESTS")
-    @limited(LOGINS_PER_EMAIL_AND_CLIENT, LOGINS_PER_EMAIL, LOGINS_PER_CLIENT)
+    # The client's own window first: an address over its allowance is refused before it
+    # can count against anyone's email, so ten addresses lock out at most a dozen users.
+    @limited(LOGINS_PER_CLIENT, LOGINS_PER_EMAIL_AND_CLIENT, LOGINS_PER_EMAIL)
     def post(self, credentials):
         """Exchange an email and password for a bearer token that expires after TOKEN_TTL."""
         with reading() as session:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
@@ -13,7 +14,7 @@ from sqlalchemy.pool import NullPool
 from app.config import Settings, is_postgresql
 from app.database.describe import describe
 from app.database.engine import behind_pgbouncer, connect_args
-from app.database.pgbouncer import pool_numbers
+from app.database.pgbouncer import libpq_url, pool_numbers
 from app.database.timeouts import scope_timeouts_to_transactions
 from app.models.base import utc_timestamp
 
@@ -82,24 +83,28 @@ class HealthProbe:
     def check(self, pool_engine: Engine) -> Probe:
         """Ask the database now: can we reach it, and how many connections are ours.
 
-        Behind PgBouncer with its console and the server's own URL, PgBouncer is asked
-        through its console and the server directly: a probe through PgBouncer would wait
-        in its queue as long as the requests it is meant to explain.
+        Behind PgBouncer with the server's own URL, PgBouncer is only logged in to (it
+        answers a login itself; a statement would wait in its queue as long as the requests
+        the probe is meant to explain), and the server is asked directly. PgBouncer's
+        console, when set, only adds numbers: its failure is reported, not an outage.
         """
         pooler = self.pooler_numbers()
-        if pooler is not None and "error" in pooler:
-            return Probe(False, None, error="the database cannot be reached", pooler=pooler)
         try:
-            if self.server_engine is not self.engine and pooler is None:
-                with self.engine.connect() as connection:
-                    connection.execute(sa.text("SELECT 1"))
+            if self.server_engine is not self.engine:
+                self.log_in_through_pooler()
             return Probe(True, self.count_connections(pool_engine), pooler=pooler)
-        except sa.exc.SQLAlchemyError as error:
+        except (sa.exc.SQLAlchemyError, psycopg2.Error) as error:
             detail = describe(error)
             log.warning("health check failed: %s", detail)
             return Probe(
                 False, None, error="the database cannot be reached", detail=detail, pooler=pooler
             )
+
+    def log_in_through_pooler(self) -> None:
+        """Open a connection through DATABASE_URL and close it, sending no statement."""
+        url = libpq_url(self.engine.url.render_as_string(hide_password=False))
+        arguments = connect_args(self.settings, self.name + HEALTH_SUFFIX)
+        psycopg2.connect(url, **arguments).close()
 
     def pooler_numbers(self) -> dict[str, Any] | None:
         """PgBouncer's numbers for our database and role, when PGBOUNCER_ADMIN_URL is set."""

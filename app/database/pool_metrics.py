@@ -97,6 +97,8 @@ class PoolInstruments:
         self.max = MAX_CONNECTIONS.labels(pool_name)
         self.pending = PENDING.labels(pool_name)
         self.timeouts = TIMEOUTS.labels(pool_name)
+        # At 0 from the start: an alert on increase() sees the first leak only as a step.
+        self.leaks = leaks.LEAKS.labels(pool_name)
         self.wait_time = WAIT_TIME.labels(pool_name)
         self.use_time = USE_TIME.labels(pool_name)
         self.create_time = CREATE_TIME.labels(pool_name)

@@ -36,6 +36,11 @@ def note_statement_start(connection, cursor, statement, parameters, context, exe
     connection.info[STARTED_AT] = time.monotonic()
 
 
+def note_statement_end(connection, cursor, statement, parameters, context, executemany):
+    """Forget the start: a COMMIT lost later is not a statement that waited in the queue."""
+    connection.info.pop(STARTED_AT, None)
+
+
 def keep_other_connections(context: sa_exc.StatementError | Any):
     """On a lost connection drop only that one, and name a queue timeout as such."""
     if not context.is_disconnect:
@@ -53,4 +58,5 @@ def install_pgbouncer_mode(engine: Engine, settings: Settings) -> None:
     """Make engine safe and truthful on PgBouncer in transaction mode."""
     scope_timeouts_to_transactions(engine, settings)
     event.listen(engine, "before_cursor_execute", note_statement_start)
+    event.listen(engine, "after_cursor_execute", note_statement_end)
     event.listen(engine, "handle_error", keep_other_connections)
