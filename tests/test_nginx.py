@@ -109,6 +109,12 @@ NGINX_ERRORS = {
     "metrics, encoded": (request_line(b"/%6detrics"), 404, "not_found"),
     "metrics, dot segments": (request_line(b"/api/../metrics"), 404, "not_found"),
     "metrics, double slash": (request_line(b"//metrics"), 404, "not_found"),
+    "the bare API prefix": (request_line(b"/api"), 404, "not_found"),
+    "TRACE": (
+        b"TRACE /api/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        405,
+        "method_not_allowed",
+    ),
 }
 
 
