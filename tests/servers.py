@@ -78,7 +78,9 @@ class GunicornServer:
             if self.answers():
                 return self
             time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer within {timeout_s} s:\n{self.output()}")
+        output = self.output()
+        self.stop()  # No caller's __exit__ runs for a start that failed: stop it here.
+        raise RuntimeError(f"gunicorn did not answer within {timeout_s} s:\n{output}")
 
     def answers(self) -> bool:
         """Whether /api/health/live answers 200."""
