@@ -21,7 +21,6 @@ __all__ = [
     "engine_options",
     "health_probe",
     "init_app",
-    "pool_engine",
     "reading",
     "reading_rows",
     "transaction",
@@ -55,11 +54,6 @@ def configure_engine(engine: Engine, settings: Settings) -> None:
         install_pgbouncer_mode(engine, settings)
     if settings.db_pool_pre_ping:
         install_pre_ping(engine, ping_server=not pgbouncer)
-
-
-def pool_engine() -> Engine:
-    """The current app's request pool engine."""
-    return db.engine
 
 
 def health_probe() -> HealthProbe:
