@@ -17,7 +17,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from app.database.pool_metrics import ROUTE
+from app.database.pool_metrics import ROUTE, STARTED_AT
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP responses by route and status", ["method", "route", "status"]
@@ -31,28 +31,11 @@ LATENCY = Histogram(
 ERRORS = Counter("api_errors_total", "Error responses by error code", ["code"])
 # Any other method a client invents is counted as "other": one series each would be unbounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Where TimedRequests leaves the request's arrival time in the WSGI environ.
-STARTED_AT = "app.metrics.started_at"
 
 
 def count_error(code: str) -> None:
     """Count one error response by its code."""
     ERRORS.labels(code).inc()
-
-
-class TimedRequests:
-    """WSGI middleware that notes when a request arrived, before Flask builds its context.
-
-    Cheaper than a before_request hook writing to g, and the duration it starts then covers
-    Flask's own work on the request too.
-    """
-
-    def __init__(self, wsgi_app):
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ, start_response):
-        environ[STARTED_AT] = time.perf_counter()
-        return self.wsgi_app(environ, start_response)
 
 
 def record_response(response):
@@ -94,6 +77,8 @@ def serve_metrics(port: int, address: str):
 
 
 def init_app(app: Flask) -> None:
-    """Time and count every request (served on METRICS_PORT by gunicorn.conf.py, not here)."""
-    app.wsgi_app = TimedRequests(app.wsgi_app)
+    """Count every request and time it from its arrival, which request_log.py notes.
+
+    Served on METRICS_PORT by gunicorn.conf.py, not here.
+    """
     app.after_request(record_response)

@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, has_request_context, request
 
 from app.config import app_settings
-from app.database.pool_metrics import REQUEST_ID, ROUTE, USAGE
+from app.database.pool_metrics import REQUEST_ID, ROUTE, STARTED_AT, USAGE
 from app.models.base import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class RequestLog:
         self.slow_request_s = slow_request_ms / 1000 if slow_request_ms else None
 
     def __call__(self, environ, start_response):
-        started = time.perf_counter()
+        started = environ[STARTED_AT] = time.perf_counter()
         request_id = environ[REQUEST_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         CURRENT.request_id = request_id
 

@@ -35,10 +35,12 @@ REQUEST_POOL = "request"
 HEALTH_POOL = "health"
 # OpenTelemetry's advice for db.client.connection.*_time, up to the longest pool timeout.
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# WSGI environ keys: the request's DatabaseUsage, its id, and its route pattern once matched.
+# WSGI environ keys: the request's DatabaseUsage, its id, its route pattern once matched,
+# and when it arrived (request_log.py notes it, metrics.py times the response from it).
 USAGE = "app.database_usage"
 REQUEST_ID = "app.request_id"
 ROUTE = "app.route"
+STARTED_AT = "app.started_at"
 # Where a connection's pool entry keeps its state and its checkout.
 OPENED, CHECKOUT, CONNECT_STARTED = "metrics_opened", "metrics_checkout", "metrics_connect_started"
 IDLE, USED = "idle", "used"
