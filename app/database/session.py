@@ -79,10 +79,12 @@ def reading_rows() -> Iterator[Connection]:
     session's own bookkeeping, which costs more than a one-row query (README,
     "Performance").
     """
-    session = db.session()
-    if session.in_transaction():  # A unit of work, or objects loaded since the last release.
-        yield session.connection()
-        return
+    # Asking the registry first: a request that only reads rows never makes a session.
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():  # A unit of work, or objects loaded since the last release.
+            yield session.connection()
+            return
     with db.engine.connect() as connection:
         yield connection
 
