@@ -7,6 +7,7 @@ import time
 import pytest
 
 from app.request_log import JsonFormatter, TextFormatter, request_id_from
+from tests.pg import admin_execute
 from tests.servers import GunicornServer, run_gunicorn_expecting_exit
 
 SANE_IDS = ["abc", "A.b-c_9", "x" * 128]
@@ -164,3 +165,16 @@ def test_a_bad_observability_variable_stops_gunicorn_with_one_line(name, value):
     assert code != 0
     assert f"configuration error: {name}={value!r} is invalid" in output
     assert "Traceback" not in output
+
+
+def test_the_server_sees_which_request_ran_a_statement(client, database_url, service_id):
+    client.get(f"/api/services/{service_id}", headers={"X-Request-ID": "tagged-1"})
+    # pg_stat_activity keeps each backend's last statement: our pooled connection's is the read.
+    last_queries = admin_execute(
+        "SELECT query FROM pg_stat_activity WHERE datname = current_database()",
+        dsn=database_url,
+    )
+    tagged = [query for (query,) in last_queries if "request_id=tagged-1" in query]
+    assert len(tagged) == 1
+    assert tagged[0].startswith("SELECT services.id")
+    assert tagged[0].endswith(" /* request_id=tagged-1 */")

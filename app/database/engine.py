@@ -3,6 +3,7 @@
 from typing import Any
 
 from app.config import Settings, is_postgresql
+from app.database.tagging import RequestTaggingCursor
 from app.database.timeouts import startup_options
 
 # A server that vanishes without a reset (failover, cable) is noticed within about 30 s,
@@ -50,14 +51,16 @@ def behind_pgbouncer(settings: Settings) -> bool:
 
 
 def connect_args(settings: Settings, application_name: str, direct: bool = False) -> dict[str, Any]:
-    """psycopg2 connection arguments: timeouts, keepalives and our application_name.
+    """psycopg2 connection arguments: timeouts, keepalives, our application_name and cursor.
 
-    Behind PgBouncer (unless direct: a connection to the server itself) the server limits
+    The cursor counts and tags each request's statements (tagging.py). Behind PgBouncer
+    (unless direct: a connection to the server itself) the server limits
     go with each transaction instead (timeouts.py).
     """
     arguments = {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": application_name,
+        "cursor_factory": RequestTaggingCursor,
         **TCP_LIVENESS,
     }
     if direct or not behind_pgbouncer(settings):

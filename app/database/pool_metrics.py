@@ -269,21 +269,6 @@ def publish(gauge, value: float) -> None:
         PUBLISHED[id(gauge)] = value
 
 
-def on_before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
-    """Count the request's statement and tag it with the request's id.
-
-    The id rides in a trailing SQL comment, so the server's pg_stat_activity and its slow
-    query log show which request ran a statement, at no extra round trip; statistics such
-    as pg_stat_statements group by the parsed query, which a comment does not change. The
-    id has only [A-Za-z0-9._-] in it, so it cannot end the comment early.
-    """
-    usage = getattr(CURRENT, "usage", None)
-    if usage is None:
-        return statement, parameters
-    usage.queries += 1
-    return f"{statement} /* request_id={usage.request_id} */", parameters
-
-
 class PoolMetrics:
     """The app's pool instrumentation: listeners attached once, started once per process."""
 
@@ -318,7 +303,10 @@ class PoolMetrics:
         self.started_in_generation = GENERATION[0]
 
     def listen(self) -> None:
-        """Attach the pool and statement listeners to the request engine and the probe's."""
+        """Attach the pool listeners to the request engine and the probe's.
+
+        Statements are counted by the cursor the engines' connections make (tagging.py).
+        """
         with self.app.app_context():
             request_engine = db.engine
         probe_engine = self.app.extensions["health_probe"].engine
@@ -328,7 +316,6 @@ class PoolMetrics:
         ]
         for watch, engine in self.watched:
             watch.listen(engine)
-            event.listen(engine, "before_cursor_execute", on_before_cursor_execute, retval=True)
 
     def publish_counts(self) -> None:
         """Publish each pool's idle and used connections."""
