@@ -9,6 +9,11 @@ Creates a throwaway database with the bench's services, then serves GET
 makes its real round trip to PostgreSQL; the count is the app's own CPU work (no kernel,
 no server), and repeats to within a fraction of a per cent on a noisy machine, so two
 commits can be compared one after the other.
+
+Beside the app, in the same run and the same way: TechEmpower's Flask entry
+(bench/techempower.py), a bare Flask route answering the same row from memory (what Flask
+alone costs), and the app's one-row read alone, through Core as the app reads and through
+the pooled DBAPI connection (Engine.raw_connection), which skips Core's execution context.
 """
 
 import argparse
@@ -38,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--requests", type=int, default=200, help="requests counted (200)")
     parser.add_argument("--child", metavar="DATABASE_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--subject", choices=SUBJECTS, default="app", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -45,19 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     """Count, print the instructions per request; exit 2 when valgrind is missing."""
     args = parse_args(argv)
     if args.child:
-        serve_requests(args.child, args.requests)
+        SUBJECTS[args.subject][1](args.child, args.requests)
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install -y valgrind", file=sys.stderr)
         return 2
     with migrated_database("bench") as url:
         dataset.load(url, SERVICES)
-        total = count_instructions(url, args.requests)
-    print(f"GET /api/services/<id>: {total // args.requests:,} instructions per request")
+        counts = {
+            subject: count_instructions(url, args.requests, subject) // args.requests
+            for subject in SUBJECTS
+        }
+    print(f"GET /api/services/<id>: {counts['app']:,} instructions per request")
+    print(f"\nInstructions per request or read, {args.requests} of each, counted in one run:")
+    for subject, (label, _serve) in SUBJECTS.items():
+        print(f"  {counts[subject]:>10,}  {label}")
     return 0
 
 
-def count_instructions(url: str, requests: int) -> int:
+def count_instructions(url: str, requests: int, subject: str = "app") -> int:
     """Run the child under callgrind; return the instructions counted in its loop."""
     with tempfile.TemporaryDirectory(prefix="callgrind-") as work_dir:
         out = Path(work_dir) / "callgrind.out"
@@ -74,6 +86,8 @@ def count_instructions(url: str, requests: int) -> int:
             url,
             "--requests",
             str(requests),
+            "--subject",
+            subject,
         ]
         subprocess.run(command, check=True, capture_output=True)
         return sum(summary_total(path) for path in Path(work_dir).glob("callgrind.out*"))
@@ -87,8 +101,8 @@ def summary_total(path: Path) -> int:
     return 0
 
 
-def serve_requests(url: str, requests: int) -> None:
-    """Warm up, then serve the counted requests inside functools.reduce."""
+def child_environment(url: str) -> None:
+    """The app's settings in the counted child: the bench's pool, pre-ping and metrics on."""
     os.environ.update(
         DATABASE_URL=url,
         SECRET_KEY="bench-instructions",
@@ -98,32 +112,118 @@ def serve_requests(url: str, requests: int) -> None:
         DB_APPLICATION_NAME="bench-instructions",
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="prometheus-"),
     )
-    from werkzeug.test import EnvironBuilder
 
+
+def serve_requests(url: str, requests: int) -> None:
+    """The app: GET /api/services/<id> through its WSGI callable."""
+    child_environment(url)
     from app import create_app
 
-    app = create_app()
-    random.seed(1)
-    paths = [f"/api/services/{random.randint(1, SERVICES.services)}" for _ in range(200)]
-    environs = [EnvironBuilder(path=path).get_environ() for path in paths]
+    serve_wsgi(create_app(), requests)
 
+
+def serve_pony(url: str, requests: int) -> None:
+    """TechEmpower's Flask entry, the bench's peer, serving the same request."""
+    child_environment(url)
+    from bench import techempower
+
+    serve_wsgi(techempower.app, requests)
+
+
+def serve_bare_flask(url: str, requests: int) -> None:
+    """A bare Flask route answering one service row from memory: what Flask alone costs."""
+    from flask import Flask
+
+    from bench.floor import service_row
+
+    child_environment(url)
+    row = service_row(1)
+    flask_app = Flask(__name__)
+    flask_app.add_url_rule("/api/services/<int:service_id>", view_func=lambda service_id: row)
+    serve_wsgi(flask_app, requests)
+
+
+def serve_wsgi(wsgi_app, requests: int) -> None:
+    """Warm up, then serve the counted requests inside functools.reduce; all must be 200."""
+    from werkzeug.test import EnvironBuilder
+
+    paths = [f"/api/services/{service_id}" for service_id in service_ids()]
+    environs = [EnvironBuilder(path=path).get_environ() for path in paths]
     statuses = []
 
     def serve(_, index: int) -> None:
         environ = {**environs[index % len(environs)], "wsgi.input": io.BytesIO(b"")}
-        body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        body = wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
         b"".join(body)
         body.close()
 
+    count_loop(serve, requests)
+    if failed := [status for status in statuses if not status.startswith("200")]:
+        raise SystemExit(f"{len(failed)} requests were not answered 200, e.g. {failed[0]}")
+
+
+def service_ids() -> list[int]:
+    """The ids every subject asks for, the same in each run."""
+    random.seed(1)
+    return [random.randint(1, SERVICES.services) for _ in range(200)]
+
+
+def read_core(url: str, requests: int) -> None:
+    """The app's own one-row read (read_or_404: a Core connection, a compiled SELECT)."""
+    child_environment(url)
+    from app import create_app
+    from app.api.catalogue import read_or_404
+    from app.models import Service
+
+    ids = service_ids()
+    with create_app().app_context():
+        count_loop(lambda _, index: read_or_404(Service, ids[index % len(ids)], "s"), requests)
+
+
+def read_dbapi(url: str, requests: int) -> None:
+    """The same read on the pooled DBAPI connection: no Core execution context, no events."""
+    child_environment(url)
+    from app import create_app
+    from app.api.catalogue import row_by_id
+    from app.extensions import db
+    from app.models import Service
+
+    ids = service_ids()
+    with create_app().app_context():
+        engine = db.engine
+        sql = str(row_by_id(Service.__table__).compile(dialect=engine.dialect))
+
+        def read(_, index: int):
+            connection = engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.execute(sql, {"row_id": ids[index % len(ids)]})
+                return cursor.fetchone()
+            finally:
+                connection.close()
+
+        count_loop(read, requests)
+
+
+def count_loop(step, requests: int) -> None:
+    """Warm up with step, then run it requests times inside functools.reduce (counted)."""
     for index in range(WARM_UP_REQUESTS):  # A plain loop: outside LOOP_FUNCTION, not counted.
-        serve(None, index)
+        step(None, index)
     # Long-lived objects out of the collector's way, so a full collection that happens
     # to fall in the loop does not swing the count.
     gc.collect()
     gc.freeze()
-    functools.reduce(serve, range(requests), None)
-    if failed := [status for status in statuses if not status.startswith("200")]:
-        raise SystemExit(f"{len(failed)} requests were not answered 200, e.g. {failed[0]}")
+    functools.reduce(step, range(requests), None)
+
+
+# What one run counts, by --subject: a label for the table and the child that serves it.
+SUBJECTS = {
+    "app": ("ours: GET /api/services/<id> (pre-ping, metrics, request ids on)", serve_requests),
+    "pony": ("TechEmpower's Flask entry (Pony ORM), the same request", serve_pony),
+    "flask": ("a bare Flask route answering the row from memory", serve_bare_flask),
+    "core": ("the read alone: Core, as the app reads (read_or_404)", read_core),
+    "dbapi": ("the read alone: the pooled DBAPI connection (raw_connection)", read_dbapi),
+}
 
 
 if __name__ == "__main__":
