@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def count_instructions(url: str, requests: int, subject: str = "app") -> int:
+def count_instructions(url: str, requests: int, subject: str) -> int:
     """Run the child under callgrind; return the instructions counted in its loop."""
     with tempfile.TemporaryDirectory(prefix="callgrind-") as work_dir:
         out = Path(work_dir) / "callgrind.out"
@@ -168,28 +168,32 @@ def service_ids() -> list[int]:
     return [random.randint(1, SERVICES.services) for _ in range(200)]
 
 
-def read_core(url: str, requests: int) -> None:
-    """The app's own one-row read (read_or_404: a Core connection, a compiled SELECT)."""
+def app_context(url: str):
+    """The app's context, on the child's settings: where the reads alone run."""
     child_environment(url)
     from app import create_app
+
+    return create_app().app_context()
+
+
+def read_core(url: str, requests: int) -> None:
+    """The app's own one-row read (read_or_404: a Core connection, a compiled SELECT)."""
     from app.api.catalogue import read_or_404
     from app.models import Service
 
     ids = service_ids()
-    with create_app().app_context():
+    with app_context(url):
         count_loop(lambda _, index: read_or_404(Service, ids[index % len(ids)], "s"), requests)
 
 
 def read_dbapi(url: str, requests: int) -> None:
     """The same read on the pooled DBAPI connection: no Core execution context, no events."""
-    child_environment(url)
-    from app import create_app
     from app.api.catalogue import row_by_id
     from app.extensions import db
     from app.models import Service
 
     ids = service_ids()
-    with create_app().app_context():
+    with app_context(url):
         engine = db.engine
         sql = str(row_by_id(Service.__table__).compile(dialect=engine.dialect))
 

@@ -1,7 +1,6 @@
 """deploy/prometheus: the config and rules pass promtool, every alert is unit-tested both ways,
 and a real Prometheus scrapes a real gunicorn through the rendered config."""
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -12,20 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from deploy.prometheus import run
 from tests.servers import ROOT, GunicornServer, free_port
 
 DEPLOY = ROOT / "deploy" / "prometheus"
-
-
-def load_runner():
-    """deploy/prometheus/run.py as a module (deploy/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("prometheus_run", DEPLOY / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run = load_runner()
 
 
 def promtool(*args: str, cwd: Path = DEPLOY) -> subprocess.CompletedProcess:

@@ -72,8 +72,8 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
 ):
     proxy_port, prometheus_port = free_port(), free_port()
     env = {
-        "DB_POOLER": pooler,
         **os.environ,
+        "DB_POOLER": pooler,
         "VENV": str(installed_venv_view(tmp_path)),
         "DATABASE_URL": server_database_url,
         "SECRET_KEY": "test-secret",
