@@ -31,16 +31,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # WSGI environ keys gunicorn's access log reads (as %({key}e)s atoms), next to ROUTE.
 STATUS, DB_WAIT_MS, DB_QUERIES = "app.status", "app.db_wait_ms", "app.db_queries"
-# The fields of a request's log lines, in the order they are written.
-REQUEST_FIELDS = (
-    "request_id",
-    "method",
-    "route",
-    "status",
-    "duration_ms",
-    "db_wait_ms",
-    "db_queries",
-)
 # The message of an access line; the request's fields follow it (as key=value, or JSON).
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s'
 
