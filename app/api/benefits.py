@@ -57,7 +57,7 @@ class Benefits(MethodView):
 class BenefitById(MethodView):
     """One benefit."""
 
-    @blp.response(200, BenefitSchema)
+    @blp.row_response(200, BenefitSchema)
     def get(self, benefit_id):
         """Get a benefit."""
         return read_or_404(Benefit, benefit_id, "benefit")

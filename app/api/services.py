@@ -48,7 +48,7 @@ class Services(MethodView):
 class ServiceById(MethodView):
     """One service."""
 
-    @blp.response(200, ServiceSchema)
+    @blp.row_response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
         return read_or_404(Service, service_id, "service")
