@@ -11,6 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.api.access import BEARER_SCHEME, authenticate
 from app.errors import ApiError
+from app.json_provider import OrjsonProvider
 from app.schemas.common import MAX_ID
 from app.schemas.rows import RowJson
 
@@ -80,7 +81,7 @@ class Blueprint(flask_smorest.Blueprint):
                 body = row_json.dumps(view(*args, **kwargs))
                 # As Flask's JSON provider ends a response, with a newline.
                 return current_app.response_class(
-                    body + b"\n", status=status_code, mimetype=current_app.json.mimetype
+                    body + b"\n", status=status_code, mimetype=OrjsonProvider.mimetype
                 )
 
             return self.response(status_code, schema)(write_row)
