@@ -33,11 +33,18 @@ ADMIN_USER = "postgres"
 class PgBouncer:
     """One PgBouncer process on 127.0.0.1, its ini, log and pid file in a folder of its own."""
 
-    def __init__(self, server: str = "host=127.0.0.1 port=5432", port: int = 0, **settings: Any):
+    def __init__(
+        self,
+        server: str = "host=127.0.0.1 port=5432",
+        port: int = 0,
+        folder: Path | None = None,
+        **settings: Any,
+    ):
+        """A PgBouncer for server; its files go in folder, else in a temporary folder."""
         self.server = server
         self.port = port or free_port()
         self.settings = settings
-        self.folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="pgbouncer-"))
         self.process: subprocess.Popen | None = None
 
     @property

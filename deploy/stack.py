@@ -174,7 +174,11 @@ def parts(settings: Settings, folder: Path) -> list[Part]:
     if settings.db_pooler == "pgbouncer":
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
         server = make_url(settings.database_url)
-        bouncer = PgBouncer(f"host={server.host or LOOPBACK} port={server.port or 5432}")
+        bouncer_folder = folder / "pgbouncer"
+        bouncer_folder.mkdir()
+        bouncer = PgBouncer(
+            f"host={server.host or LOOPBACK} port={server.port or 5432}", folder=bouncer_folder
+        )
         database_parts = [pgbouncer_part(bouncer)]
         database = through_pgbouncer(bouncer, settings.database_url)
     return [

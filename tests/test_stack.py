@@ -3,9 +3,11 @@
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +73,12 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
     server_database_url, tmp_path, pooler
 ):
     proxy_port, prometheus_port = free_port(), free_port()
+    # The stack's temporary files, readable by the servers' own users (pytest's are not).
+    temp_dir = Path(tempfile.mkdtemp(prefix="stack-test-"))
+    temp_dir.chmod(0o755)
     env = {
         **os.environ,
+        "TMPDIR": str(temp_dir),
         "DB_POOLER": pooler,
         "VENV": str(installed_venv_view(tmp_path)),
         "DATABASE_URL": server_database_url,
@@ -102,7 +108,9 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         while group_alive(stack.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not group_alive(stack.pid), "a part of the stack is still running"
+        assert list(temp_dir.iterdir()) == [], "the stack left files behind"
     finally:
         if group_alive(stack.pid):
             os.killpg(stack.pid, signal.SIGKILL)
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
