@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from statistics import median
 
-from sqlalchemy.engine import make_url
-
+from app.database.budget import HEALTH_PROBE_CONNECTIONS
 from bench.load import Load, run_wrk
 from bench.plan import Plan
+from bench.postgres import database_name
 from bench.runner import SECRET_KEY, Target, application_name, serving, socket_errors
 from bench.sampler import ServerSampler
 from bench.servers import Server, ServerSpec
@@ -41,15 +41,12 @@ def host_spec(plan: Plan, target: Target, bouncer: PgBouncer, name: str) -> Serv
         "DB_POOL_SIZE": str(plan.host_pool_size),
         "DB_MAX_OVERFLOW": "0",
         # This host's worst case of clients at PgBouncer: its pools and a health probe each.
-        "DB_CONNECTION_BUDGET": str(plan.host_workers * (plan.host_pool_size + 1)),
+        "DB_CONNECTION_BUDGET": str(
+            plan.host_workers * (plan.host_pool_size + HEALTH_PROBE_CONNECTIONS)
+        ),
         "DB_POOL_PRE_PING": "true" if plan.pre_ping else "false",
     }
     return ServerSpec("host", None, environment)
-
-
-def database_name(url: str) -> str:
-    """The database a postgresql:// URL names."""
-    return make_url(url).database
 
 
 class PoolSampler(ServerSampler):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+from sqlalchemy.engine import make_url
 
 ADMIN_DSN = os.environ.get(
     "TEST_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -26,6 +27,11 @@ def admin_execute(sql: str, params=None, dsn: str = ADMIN_DSN):
             return cursor.fetchall() if cursor.description else None
     finally:
         connection.close()
+
+
+def database_name(url: str) -> str:
+    """The database a postgresql:// URL names."""
+    return make_url(url).database
 
 
 def create_database(prefix: str = "apptest") -> tuple[str, str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg2
 import requests
 
+from app.database.pool_metrics import LONGEST_INTERVAL_S
 from bench.sampler import BackgroundLoop
 from tests import pg
 
@@ -19,6 +20,11 @@ TCP_CONNECTIONS = (
     "FROM pg_stat_activity WHERE datname = %s AND client_port <> -1"
     f" AND application_name <> '{LOCK_HOLDER}'"
 )
+
+
+def wait_for_pool_counts() -> None:
+    """Wait out a tick of the pool monitor, which publishes the pool counts once a second."""
+    time.sleep(LONGEST_INTERVAL_S + 0.2)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.probes import wait_for_pool_counts
 from tests.servers import GunicornServer
 from tests.test_metrics import sample
 from tests.test_request_log import output_once
@@ -37,7 +38,7 @@ def test_a_connection_held_too_long_is_logged_with_its_stack_then_its_return(lea
     response = leaky_server.get("/test/hold?seconds=1", headers={"X-Request-ID": "hold-1"})
     assert response.status_code == 200
     output = output_once(leaky_server, "leaked connection returned")
-    time.sleep(1.2)  # Counts are published once a second.
+    wait_for_pool_counts()
     metrics = leaky_server.metrics()
     [warning] = log_lines(output, "longer than DB_LEAK_DETECTION_THRESHOLD")
     assert warning["level"] == "WARNING"
@@ -63,7 +64,7 @@ def test_a_connection_kept_past_its_request_is_returned_logged_and_counted(leaky
     # The pool has one connection: this answers only if the leaked one came back.
     assert leaky_server.get("/api/services", timeout=10).status_code == 200
     output = output_once(leaky_server, "leaked connection returned")
-    time.sleep(1.2)  # Counts are published once a second.
+    wait_for_pool_counts()
     metrics = leaky_server.metrics()
     [warning] = log_lines(output, "when its request ended")
     assert warning["level"] == "WARNING"

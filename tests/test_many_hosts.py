@@ -10,9 +10,10 @@ import pytest
 import requests
 
 from deploy.pgbouncer import PgBouncer
+from tests.pg import database_name
 from tests.probes import DatabaseSampler
 from tests.servers import GunicornServer
-from tests.topology import Topology, database_name
+from tests.topology import Topology
 
 pytestmark = pytest.mark.process
 

@@ -7,11 +7,11 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from tests.probes import wait_for_pool_counts
 from tests.servers import GunicornServer, free_port, run_gunicorn_expecting_exit
 
 
@@ -59,7 +59,7 @@ def test_metrics_add_up_every_worker(server_database_url):
     with GunicornServer(env) as server:
         for _ in range(40):
             assert server.get("/api/services").status_code == 200
-        time.sleep(1.2)  # The pool counts are published once a second.
+        wait_for_pool_counts()
         text = server.metrics()
     labels = {"method": "GET", "route": "/api/services", "status": "200"}
     assert sample(text, "http_requests_total", **labels) == 40

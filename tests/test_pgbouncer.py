@@ -163,7 +163,7 @@ def test_pause_holds_queries_until_resume_and_restart_keeps_the_port(pgbouncer):
 
 def app_behind(bouncer: PgBouncer, database_url: str, **settings):
     """The app on database_url's database, through bouncer in transaction mode."""
-    database = database_url.rsplit("/", 1)[1]
+    database = pg.database_name(database_url)
     return create_app(
         {
             **TEST_SETTINGS,
@@ -242,7 +242,7 @@ SHOW_MIGRATION_LIMITS = (
 
 def limits_of_a_plain_client(bouncer: PgBouncer, database_url: str) -> tuple[str, str]:
     """The limits a client that sets none finds on PgBouncer's server connection."""
-    connection = psycopg2.connect(bouncer.url(database_url.rsplit("/", 1)[1]))
+    connection = psycopg2.connect(bouncer.url(pg.database_name(database_url)))
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -263,7 +263,7 @@ def test_db_info_reads_the_limits_back_and_names_a_missing_db_pooler(
     pgbouncer, server_database_url
 ):
     behind = app_behind(pgbouncer, server_database_url)
-    database = server_database_url.rsplit("/", 1)[1]
+    database = pg.database_name(server_database_url)
     unaware = create_app({**TEST_SETTINGS, "DATABASE_URL": pgbouncer.url(database)})
     try:
         assert db_info(behind)["serverSettings"]["warnings"] == []
@@ -280,7 +280,7 @@ def test_a_queue_timeout_is_busy_and_drops_only_its_own_connection(server_databa
     invalidated = []
     with PgBouncer(default_pool_size=1, reserve_pool_size=0, query_wait_timeout=1) as bouncer:
         app = app_behind(bouncer, server_database_url, DB_POOL_SIZE=2, DB_MAX_OVERFLOW=0)
-        holder = psycopg2.connect(bouncer.url(server_database_url.rsplit("/", 1)[1]))
+        holder = psycopg2.connect(bouncer.url(pg.database_name(server_database_url)))
         try:
             with app.app_context():
                 engine = db.engine
@@ -338,7 +338,7 @@ def timed_health(bouncer: PgBouncer, database_url: str) -> tuple[int, float]:
 
 def test_health_does_not_queue_behind_pgbouncers_busy_pool(server_database_url):
     with PgBouncer(default_pool_size=1, reserve_pool_size=0, query_wait_timeout=10) as bouncer:
-        holder = psycopg2.connect(bouncer.url(server_database_url.rsplit("/", 1)[1]))
+        holder = psycopg2.connect(bouncer.url(pg.database_name(server_database_url)))
         try:
             holder.cursor().execute("SELECT 1")  # PgBouncer's one server is the holder's
             status, seconds = timed_health(bouncer, server_database_url)

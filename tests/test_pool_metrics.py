@@ -11,6 +11,7 @@ from app import create_app
 from app.database import dispose_engines
 from app.database.pool_metrics import publish_pool_counts
 from app.extensions import db
+from tests.probes import wait_for_pool_counts
 from tests.servers import GunicornServer
 from tests.test_metrics import sample
 
@@ -141,7 +142,7 @@ def test_a_waiting_request_shows_as_pending_then_as_a_timeout(server_database_ur
         during = server.metrics()
         waiter.join()
         holder.join()
-        time.sleep(1.2)  # The pool counts are published once a second.
+        wait_for_pool_counts()
         after = server.metrics()
     assert sample(during, "db_client_connection_pending_requests", pool_name="request") == 1
     assert sample(during, "db_client_connection_count", pool_name="request", state="used") == 1

@@ -133,7 +133,7 @@ def test_a_silent_database_answers_503_within_connect_timeout_plus_one_second():
 
 def test_database_down_at_start_heals_without_a_restart(server_database_url):
     proxy = TcpProxy(("127.0.0.1", 5432), port_outside_ephemeral_range())
-    database_name = server_database_url.rsplit("/", 1)[1]
+    database_name = pg.database_name(server_database_url)
     env = {
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{proxy.port}/{database_name}",
         "DB_CONNECT_TIMEOUT": "2",

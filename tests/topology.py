@@ -29,7 +29,7 @@ class Topology:
         """The app's database variables for a database on the local server."""
         if self.bouncer is None:
             return {"DATABASE_URL": database_url, "DB_POOLER": "none"}
-        database = database_name(database_url)
+        database = pg.database_name(database_url)
         return {
             "DATABASE_URL": self.bouncer.url(database),
             "DB_POOLER": "pgbouncer",
@@ -41,7 +41,7 @@ class Topology:
         """Samples our server connections: by name directly, PgBouncer's behind it."""
         if self.bouncer is None:
             return ConnectionSampler(application_name)
-        return DatabaseSampler(database_name(database_url))
+        return DatabaseSampler(pg.database_name(database_url))
 
     def server_bound(self, direct_bound: int, database_url: str) -> int:
         """Most server connections allowed: the app's pools directly, PgBouncer's pool else."""
@@ -49,13 +49,13 @@ class Topology:
             return direct_bound
         settings, error = pgbouncer_settings(self.bouncer.admin_url)
         assert settings is not None, error
-        return settings.server_connections(database_name(database_url))[0]
+        return settings.server_connections(pg.database_name(database_url))[0]
 
     def terminate_ours(self, application_name: str, database_url: str) -> int:
         """Kill our server connections, as a failover would; wait until they are gone."""
         if self.bouncer is None:
             return pg.terminate_backends(application_name)
-        database = database_name(database_url)
+        database = pg.database_name(database_url)
         killed = pg.admin_execute(
             f"SELECT pg_terminate_backend(pid) {TCP_CONNECTIONS}", (database,)
         )
@@ -75,7 +75,9 @@ class Topology:
         """The state of each of our server connections."""
         if self.bouncer is None:
             return [state for _, state, _ in pg.our_backends(application_name)]
-        rows = pg.admin_execute(f"SELECT state {TCP_CONNECTIONS}", (database_name(database_url),))
+        rows = pg.admin_execute(
+            f"SELECT state {TCP_CONNECTIONS}", (pg.database_name(database_url),)
+        )
         return [state for (state,) in rows]
 
     def pool_connections(self, application_name: str) -> list[int]:
@@ -101,11 +103,6 @@ class Topology:
             for client in self.bouncer.show_clients()
             if client["application_name"].split("/")[0] == application_name
         ]
-
-
-def database_name(database_url: str) -> str:
-    """The database a postgresql:// URL names."""
-    return database_url.rsplit("/", 1)[1].split("?")[0]
 
 
 @cache
