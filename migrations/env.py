@@ -3,11 +3,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
-from app.config import app_settings, is_postgresql
-from app.database.engine import connect_args
+from app.config import app_settings
+from app.database.engine import pool_less_engine
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -116,14 +114,7 @@ def migration_connection():
     engine = get_engine()
     if settings.database_direct_url:
         name = settings.db_application_name + "/migrate"
-        arguments = (
-            connect_args(settings, name, direct=True)
-            if is_postgresql(settings.database_direct_url)
-            else {}
-        )
-        engine = create_engine(
-            settings.database_direct_url, poolclass=NullPool, connect_args=arguments
-        )
+        engine = pool_less_engine(settings, settings.database_direct_url, name)
     connection = engine.connect()
     return connection.execution_options(isolation_level=connection.default_isolation_level)
 

@@ -2,6 +2,10 @@
 
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
 from app.config import Settings, is_postgresql
 from app.database.tagging import RequestTaggingCursor
 from app.database.timeouts import startup_options
@@ -38,6 +42,20 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if is_postgresql(settings.database_url):
         options["connect_args"] = connect_args(settings, settings.db_application_name)
     return options
+
+
+def pool_less_engine(
+    settings: Settings, url: str, application_name: str, direct: bool = True
+) -> Engine:
+    """An engine without a pool, for a tool's few connections (health probe, migrations).
+
+    It has the request pool's timeouts and keepalives, its own application_name, and keeps
+    statement parameters out of error messages, as the request engine does.
+    """
+    options: dict[str, Any] = {"poolclass": NullPool, "hide_parameters": True}
+    if is_postgresql(url):
+        options["connect_args"] = connect_args(settings, application_name, direct=direct)
+    return sa.create_engine(url, **options)
 
 
 def is_in_memory_sqlite(url: str) -> bool:

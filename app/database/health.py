@@ -9,11 +9,10 @@ from typing import Any
 import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
-from app.config import Settings, is_postgresql
+from app.config import Settings
 from app.database.describe import describe
-from app.database.engine import behind_pgbouncer, connect_args
+from app.database.engine import behind_pgbouncer, connect_args, pool_less_engine
 from app.database.pgbouncer import libpq_url, pool_numbers
 from app.database.timeouts import scope_timeouts_to_transactions
 from app.models.base import utc_timestamp
@@ -59,11 +58,7 @@ class HealthProbe:
 
     def create_engine(self, url: str, direct: bool) -> Engine:
         """A pool-less engine with the request pool's timeouts."""
-        options: dict[str, Any] = {"poolclass": NullPool, "hide_parameters": True}
-        if is_postgresql(url):
-            name = self.name + HEALTH_SUFFIX
-            options["connect_args"] = connect_args(self.settings, name, direct=direct)
-        engine = sa.create_engine(url, **options)
+        engine = pool_less_engine(self.settings, url, self.name + HEALTH_SUFFIX, direct)
         if not direct and behind_pgbouncer(self.settings):
             scope_timeouts_to_transactions(engine, self.settings)
         return engine
