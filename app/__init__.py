@@ -10,7 +10,6 @@ from app import cli, database, errors, flask_app, metrics, rate_limits, request_
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings, load_settings
 from app.extensions import api, cors
-from app.schemas.common import ErrorSchema
 
 MAX_BODY_BYTES = 1024 * 1024
 # Response headers a browser client must read: versions for If-Match, retries, replays.
@@ -62,7 +61,6 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the HTTP-facing extensions."""
-    api.ERROR_SCHEMA = ErrorSchema  # Document SPEC's error body, not flask-smorest's own.
     api.init_app(app)
     rate_limits.init_app(app)
     origins = app_settings(app).cors_origins

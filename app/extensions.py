@@ -1,11 +1,13 @@
 """Extension objects, created uninitialised; create_app binds them to the app."""
 
+import flask_smorest
 from flask_cors import CORS
 from flask_migrate import Migrate
-from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from app.schemas.common import ErrorSchema
 
 # Named constraints, so Alembic can drop and alter them on every backend.
 NAMING_CONVENTION = {
@@ -15,6 +17,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, documenting SPEC's error body rather than its own."""
+
+    ERROR_SCHEMA = ErrorSchema
 
 
 class Base(DeclarativeBase):
