@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -28,9 +29,6 @@ LEAKS = Counter(
 # Frames of the pool's machinery tell the reader nothing about who took the connection.
 SQLALCHEMY_FILES = f"{os.sep}sqlalchemy{os.sep}"
 OWN_FILES = frozenset({__file__, str(Path(__file__).with_name("pool_metrics.py"))})
-
-# The checkouts the sweeper watches: those taken while a threshold is set.
-OPEN: set["Checkout"] = set()
 
 
 class Checkout:
@@ -69,8 +67,6 @@ def open_checkout(pool_name: str, proxy, usage, threshold_s: float) -> Checkout:
     checkout = Checkout(pool_name, proxy, usage, threshold_s)
     if usage is not None:
         usage.checkouts.add(checkout)
-    if threshold_s:
-        OPEN.add(checkout)
     return checkout
 
 
@@ -78,7 +74,6 @@ def close_checkout(checkout: Checkout) -> float:
     """Forget a checkout at its checkin; say so if it had been reported. Return seconds held."""
     held_s = checkout.held_s()
     checkout.frame = None  # The frames' locals hold the connection: let them go.
-    OPEN.discard(checkout)
     if checkout.usage is not None:
         checkout.usage.checkouts.discard(checkout)
         checkout.proxy = None
@@ -102,11 +97,13 @@ def report(checkout: Checkout, message: str, now: float | None = None) -> None:
     log.warning(message, fields["held_ms"], extra={"fields": fields})
 
 
-def sweep() -> None:
-    """Report every checkout held past its threshold, once."""
+def sweep(checkouts: Iterable[Checkout]) -> None:
+    """Report each of checkouts held past its threshold (when it has one), once."""
     now = time.perf_counter()
-    for checkout in tuple(OPEN):
-        if not checkout.reported and checkout.held_s(now) >= checkout.threshold_s:
+    for checkout in checkouts:
+        if not checkout.threshold_s or checkout.reported:
+            continue
+        if checkout.held_s(now) >= checkout.threshold_s:
             report(
                 checkout,
                 "connection held for %d ms, longer than DB_LEAK_DETECTION_THRESHOLD",
@@ -139,11 +136,3 @@ def format_stack(frame) -> str:
         if entry.filename not in OWN_FILES and SQLALCHEMY_FILES not in entry.filename
     ]
     return "".join(traceback.StackSummary.from_list(kept).format()).rstrip()
-
-
-def after_fork_in_child() -> None:
-    """The parent's checkouts are not the child's."""
-    OPEN.clear()
-
-
-os.register_at_fork(after_in_child=after_fork_in_child)

@@ -322,6 +322,11 @@ class PoolMetrics:
         for watch, _engine in self.watched:
             watch.publish_counts()
 
+    def checkouts(self) -> list[leaks.Checkout]:
+        """The connections both pools have out now."""
+        # tuple() copies a set in one step; checkouts come and go while the monitor looks.
+        return [checkout for watch, _engine in self.watched for checkout in tuple(watch.checkouts)]
+
 
 class PoolMonitor:
     """The process's one background thread: publishes pool counts and sweeps for leaks.
@@ -362,7 +367,7 @@ class PoolMonitor:
         """Publish every watched pool's counts, then report connections held too long."""
         for pool_metrics in list(self.watched):
             pool_metrics.publish_counts()
-        leaks.sweep()
+            leaks.sweep(pool_metrics.checkouts())
 
 
 MONITOR = PoolMonitor()
