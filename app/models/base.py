@@ -17,8 +17,14 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        """Read back an aware datetime, UTC when the backend dropped the zone."""
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        """Read back an aware datetime in UTC, whatever the server's TimeZone setting.
+
+        PostgreSQL answers in the session's TimeZone, whose offsets for old dates can have
+        seconds (local mean time), which not every JSON writer keeps; SQLite drops the zone.
+        """
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
