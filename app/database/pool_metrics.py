@@ -366,8 +366,11 @@ class PoolMonitor:
     def tick(self) -> None:
         """Publish every watched pool's counts, then report connections held too long."""
         for pool_metrics in list(self.watched):
+            if pool_metrics.started_in_generation != GENERATION[0]:
+                continue  # Started in the parent before a fork: its pools are not ours.
             pool_metrics.publish_counts()
-            leaks.sweep(pool_metrics.checkouts())
+            if pool_metrics.leak_threshold_s:
+                leaks.sweep(pool_metrics.checkouts())
 
 
 MONITOR = PoolMonitor()
