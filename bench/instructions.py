@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     """Count, print the instructions per request; exit 2 when valgrind is missing."""
     args = parse_args(argv)
     if args.child:
-        SUBJECTS[args.subject][1](args.child, args.requests)
+        # Before any subject imports the app: prometheus_client picks its multiprocess
+        # values, as under gunicorn, only when PROMETHEUS_MULTIPROC_DIR is set at import.
+        child_environment(args.child)
+        SUBJECTS[args.subject][1](args.requests)
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install -y valgrind", file=sys.stderr)
@@ -115,29 +118,26 @@ def child_environment(url: str) -> None:
     )
 
 
-def serve_requests(url: str, requests: int) -> None:
+def serve_requests(requests: int) -> None:
     """The app: GET /api/services/<id> through its WSGI callable."""
-    child_environment(url)
     from app import create_app
 
     serve_wsgi(create_app(), requests)
 
 
-def serve_pony(url: str, requests: int) -> None:
+def serve_pony(requests: int) -> None:
     """TechEmpower's Flask entry, the bench's peer, serving the same request."""
-    child_environment(url)
     from bench import techempower
 
     serve_wsgi(techempower.app, requests)
 
 
-def serve_bare_flask(url: str, requests: int) -> None:
+def serve_bare_flask(requests: int) -> None:
     """A bare Flask route answering one service row from memory: what Flask alone costs."""
     from flask import Flask
 
     from bench.floor import service_row
 
-    child_environment(url)
     row = service_row(1)
     flask_app = Flask(__name__)
     flask_app.add_url_rule("/api/services/<int:service_id>", view_func=lambda service_id: row)
@@ -169,36 +169,35 @@ def service_ids() -> list[int]:
     return [random.randint(1, SERVICES.services) for _ in range(200)]
 
 
-def app_context(url: str):
+def app_context():
     """The app's context, on the child's settings: where the reads alone run."""
-    child_environment(url)
     from app import create_app
 
     return create_app().app_context()
 
 
-def read_core(url: str, requests: int) -> None:
+def read_core(requests: int) -> None:
     """The app's own one-row read (read_or_404: a Core connection, a compiled SELECT)."""
     from app.api.catalogue import read_or_404
     from app.models import Service
 
     ids = service_ids()
-    with app_context(url):
+    with app_context():
         count_loop(lambda _, index: read_or_404(Service, ids[index % len(ids)], "s"), requests)
 
 
-def read_dbapi(url: str, requests: int) -> None:
+def read_dbapi(requests: int) -> None:
     """The same read on the pooled DBAPI connection: no Core execution context, no events."""
     from app.extensions import db
     from app.models import Service
 
     ids = service_ids()
-    with app_context(url):
+    with app_context():
         read = dbapi_reader(db.engine, Service)
         count_loop(lambda _, index: read(ids[index % len(ids)]), requests)
 
 
-def serve_requests_reading_dbapi(url: str, requests: int) -> None:
+def serve_requests_reading_dbapi(requests: int) -> None:
     """Ours, with the GET's read on the pooled DBAPI connection in place of Core's.
 
     What 46fba5c did, here without the error handling it re-implemented on the pool's
@@ -212,7 +211,6 @@ def serve_requests_reading_dbapi(url: str, requests: int) -> None:
     from app.extensions import db
     from app.models import Service
 
-    child_environment(url)
     app = create_app()
     with app.app_context():
         read = dbapi_reader(db.engine, Service)
