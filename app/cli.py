@@ -254,8 +254,9 @@ def delete_in_batches(model, condition: sa.ColumnElement[bool], batch_size: int)
 
 
 def shell_context() -> dict[str, Any]:
-    """`flask shell` starts with db, sa and every model."""
-    return {"db": db, "sa": sa, **{name: getattr(models, name) for name in models.__all__}}
+    """`flask shell` starts with db, sa, transaction and every model."""
+    models_by_name = {name: getattr(models, name) for name in models.__all__}
+    return {"db": db, "sa": sa, "transaction": transaction, **models_by_name}
 
 
 def init_app(app: Flask) -> None:

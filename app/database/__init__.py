@@ -11,7 +11,7 @@ from app.database.health import HealthProbe
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
-from app.database.session import reading, reading_rows, remove_session, transaction
+from app.database.session import install_unit_of_work, reading, remove_session, transaction
 from app.extensions import db, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -22,7 +22,6 @@ __all__ = [
     "health_probe",
     "init_app",
     "reading",
-    "reading_rows",
     "transaction",
 ]
 
@@ -40,6 +39,7 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine, settings)
+        install_unit_of_work(db.engine)
     # After Flask-SQLAlchemy's own teardown, so it runs first (last in, first out) and
     # theirs finds the session already removed.
     app.teardown_appcontext(remove_session)

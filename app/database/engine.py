@@ -24,11 +24,12 @@ TCP_LIVENESS = {
 def engine_options(settings: Settings) -> dict[str, Any]:
     """SQLAlchemy engine options for the request pool of one process.
 
-    Connections run in autocommit: a read is one statement and one round trip, with no
-    BEGIN before it or ROLLBACK after, and behind PgBouncer it holds a server connection
-    only while it runs. Writes open a real transaction in `transaction()` (session.py).
+    On PostgreSQL connections run in autocommit: a read is one statement and one round
+    trip, with no BEGIN before it or ROLLBACK after, and behind PgBouncer it holds a server
+    connection only while it runs. Every write is a transaction all the same (session.py).
+    SQLite, in process, has no round trips to save: its sessions are plain transactions.
     """
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "hide_parameters": True}
+    options: dict[str, Any] = {"hide_parameters": True}
     if is_in_memory_sqlite(settings.database_url):
         return options  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
     options.update(
@@ -40,6 +41,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         pool_pre_ping=False,
     )
     if is_postgresql(settings.database_url):
+        options["isolation_level"] = "AUTOCOMMIT"
         options["connect_args"] = connect_args(settings, settings.db_application_name)
     return options
 

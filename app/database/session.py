@@ -1,64 +1,65 @@
-"""How views use the database: reads on a borrowed connection, writes in one transaction.
+"""How the app uses its session: reads one statement each, writes one transaction each.
 
-The engine runs in autocommit (engine.py), so one rule decides where a statement runs:
-inside `transaction()` it belongs to that unit of work, which commits or rolls back as a
-whole; anywhere else it commits on its own, as a lone read does. `reading()` marks a
-read's block (`reading_rows()` one that wants rows, not objects): when it ends, the
-connection goes back to the pool, so a request holds none
-while it hashes a password, waits for a slow client's body or renders its response.
+On PostgreSQL the request pool's connections run in autocommit (engine.py), so a read is
+one statement and one round trip, with no BEGIN before it nor ROLLBACK after. A write is
+a transaction all the same, wherever it is written: the session's first flush, or the
+start of a `transaction()` block, opens one on its connection, and the session's commit
+or rollback ends it. So `db.session.add(a); db.session.flush(); db.session.add(b);
+db.session.commit()` commits a and b together or neither, in a view, a command or
+`flask shell`. Back in the pool, the connection returns to autocommit.
+
+`reading()` marks a block of reads that the request then stops querying for a while
+(a password hash, a slow body): when it ends, the connection goes back to the pool.
 """
 
-import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from psycopg2.extensions import connection as Psycopg2Connection
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, SessionTransaction
 
+from app.database.describe import describe
 from app.extensions import db
 
 log = logging.getLogger(__name__)
-# Where a session notes that a transaction() block is open.
-UNIT_OF_WORK = "unit_of_work"
+# Where a session notes that its current transaction writes, so reads must not end it.
+WRITING = "writing"
 
 
 @contextmanager
 def transaction() -> Iterator[Session]:
     """One unit of work: commit when the block succeeds, roll back when it raises.
 
-    The session's earlier reads end first (their connection goes back to the pool), and
-    the unit takes a connection in the server's own isolation level, so BEGIN … COMMIT
-    wraps exactly the block's statements.
+    Reads made before it end first, so BEGIN … COMMIT wraps exactly the block's
+    statements, reads included (a `FOR UPDATE` holds its lock until the commit).
     """
     session = db.session()
-    if session.info.get(UNIT_OF_WORK):  # Nested: the outer unit commits.
+    if session.info.get(WRITING):  # Nested: the outer unit commits.
         yield session
         return
     release(session)
-    session.info[UNIT_OF_WORK] = True
+    begin_writing(session)
     try:
-        session.connection(
-            execution_options={"isolation_level": isolation_of_transactions(db.engine)}
-        )
         yield session
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    finally:
-        session.info[UNIT_OF_WORK] = False
 
 
 @contextmanager
 def reading() -> Iterator[Session]:
     """The request's session for a block of reads; its connection is returned at the end.
 
-    Inside a transaction() the reads are part of it, and nothing is returned early.
+    Inside a unit of work the reads are part of it, and nothing is returned early.
     """
     session = db.session()
-    if session.info.get(UNIT_OF_WORK):
+    if session.info.get(WRITING):
         yield session
         return
     try:
@@ -70,44 +71,62 @@ def reading() -> Iterator[Session]:
     release(session)
 
 
-@contextmanager
-def reading_rows() -> Iterator[Connection]:
-    """A Core connection for a block of reads that return rows, not ORM objects.
-
-    The same rule as reading(): inside a transaction() the reads are part of it; elsewhere
-    they commit on their own, on a connection borrowed for the block. It skips the
-    session's own bookkeeping, which costs more than a one-row query (README,
-    "Performance").
-    """
-    # Asking the registry first: a request that only reads rows never makes a session.
-    if db.session.registry.has():
-        session = db.session()
-        if session.in_transaction():  # A unit of work, or objects loaded since the last release.
-            yield session.connection()
-            return
-    with db.engine.connect() as connection:
-        yield connection
-
-
 def release(session: Session) -> None:
     """Give the session's connection back to the pool, keeping its objects loaded.
 
-    In autocommit, ending the session's transaction sends nothing to the server; objects
-    stay usable because the session does not expire them on commit (init_app), and a
-    later lazy load borrows a connection again.
+    Outside a unit of work, ending the session's transaction sends nothing to the server
+    (its statements committed as they ran); objects stay usable because the session does
+    not expire them on commit (extensions.py), and a later lazy load borrows a connection
+    again.
     """
     if session.in_transaction():
         session.commit()
 
 
-@functools.cache
-def isolation_of_transactions(engine: Engine) -> str:
-    """The isolation level a new connection has on engine's server (READ COMMITTED by default).
+def begin_writing(session: Session) -> None:
+    """Make the session's transaction a server transaction, from its next statement on.
 
-    Asked once per engine: SQLAlchemy learns it when the engine first connects.
+    psycopg2 out of autocommit sends BEGIN before the next statement and COMMIT or
+    ROLLBACK when the session ends the transaction; flipping the flag sends nothing.
     """
-    with engine.connect() as connection:
-        return connection.default_isolation_level
+    session.info[WRITING] = True
+    dbapi_connection = session.connection().connection.dbapi_connection
+    if isinstance(dbapi_connection, Psycopg2Connection) and dbapi_connection.autocommit:
+        dbapi_connection.autocommit = False
+
+
+def write_in_a_transaction(session: Session, _flush_context, _instances) -> None:
+    """Before a flush outside transaction(): its writes, and all up to commit, are one."""
+    if not session.info.get(WRITING):
+        begin_writing(session)
+
+
+def forget_writing(session: Session, ended: SessionTransaction) -> None:
+    """When the session's outermost transaction ends, its next statements are reads again."""
+    if ended.parent is None:
+        session.info.pop(WRITING, None)
+
+
+def back_to_autocommit(dbapi_connection, _connection_record) -> None:
+    """A connection checked in after a write reads in autocommit again.
+
+    The pool has rolled back whatever was left open before this runs; a connection it
+    could not reset is closed and is not touched.
+    """
+    if (
+        isinstance(dbapi_connection, Psycopg2Connection)
+        and not dbapi_connection.closed
+        and not dbapi_connection.autocommit
+        and dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
+    ):
+        dbapi_connection.autocommit = True
+
+
+def install_unit_of_work(engine: Engine) -> None:
+    """Make every session's writes one transaction, and engine's pool read in autocommit."""
+    event.listen(Session, "before_flush", write_in_a_transaction)
+    event.listen(Session, "after_transaction_end", forget_writing)
+    event.listen(engine, "checkin", back_to_autocommit)
 
 
 def remove_session(_exception: BaseException | None = None) -> None:
@@ -117,14 +136,11 @@ def remove_session(_exception: BaseException | None = None) -> None:
     (a restart, a killed backend) after the view had answered; raised from a teardown,
     it would replace that answer with gunicorn's 500 page. SQLAlchemy has already
     invalidated the connection, and a second remove() hands it back to the pool.
-    A request that never used the session (a row read) has none to remove.
     """
-    if not db.session.registry.has():
-        return
     try:
         db.session.remove()
     except sa_exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        log.warning("connection lost before the session ended: %s", str(error).splitlines()[0])
+        log.warning("connection lost before the session ended: %s", describe(error))
         db.session.remove()
