@@ -81,25 +81,3 @@ def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
     finished = run_without_tools("bench", "--smoke", empty_dir=tmp_path)
     assert finished.returncode == 2
     assert "apt-get install -y wrk" in finished.stderr
-
-
-@pytest.mark.process
-def test_the_instruction_count_runs_every_subject_loop():
-    # Each counted child, without valgrind: its requests must all be served.
-    from bench import dataset
-    from bench.instructions import SERVICES, SUBJECTS
-    from bench.postgres import migrated_database
-
-    with migrated_database("bench") as url:
-        dataset.load(url, SERVICES)
-        for subject in SUBJECTS:
-            finished = run_module(
-                "bench.instructions", "--child", url, "--requests", "20", "--subject", subject
-            )
-            assert finished.returncode == 0, subject + ": " + finished.stderr[-3000:]
-
-
-def test_the_instruction_count_says_how_to_install_valgrind(tmp_path):
-    finished = run_without_tools("bench.instructions", empty_dir=tmp_path)
-    assert finished.returncode == 2
-    assert "apt-get install -y valgrind" in finished.stderr

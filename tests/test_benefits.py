@@ -1,6 +1,12 @@
 """Benefits: anyone lists and reads; admins write; codes are unique whatever their case."""
 
-from tests.conftest import add_row
+from datetime import UTC, datetime
+
+from app import create_app
+from app.database import dispose_engines
+from app.models import Benefit
+from tests import pg
+from tests.conftest import TEST_SETTINGS, add_row
 from tests.test_services import order_row
 
 BENEFITS = "/api/benefits"
@@ -100,3 +106,23 @@ def test_delete_of_a_used_benefit_is_409(app, client, admin, customer, service_i
     response = client.delete(f"{BENEFITS}/{benefit_id}", headers=admin.headers)
     assert response.status_code == 409
     assert client.get(f"{BENEFITS}/{benefit_id}").status_code == 200
+
+
+def test_timestamps_are_answered_in_utc_whatever_the_servers_time_zone():
+    # Amsterdam's offset in 1900 was local mean time, +00:19:32, seconds and all.
+    with pg.migrated_database() as url:
+        pg.admin_execute(
+            f"ALTER DATABASE {pg.database_name(url)} SET timezone = 'Europe/Amsterdam'"
+        )
+        app = create_app({**TEST_SETTINGS, "DATABASE_URL": url})
+        try:
+            moment = datetime(1900, 6, 1, tzinfo=UTC)
+            benefit_id = add_row(
+                app, Benefit(code="OLD", title="Old", discount_percent=1, valid_from=moment)
+            )
+            response = app.test_client().get(f"{BENEFITS}/{benefit_id}")
+            assert response.json["valid_from"] == "1900-06-01T00:00:00+00:00"
+            listed = app.test_client().get(BENEFITS).json["items"][0]
+            assert listed["valid_from"] == "1900-06-01T00:00:00+00:00"
+        finally:
+            dispose_engines(app, close=True)

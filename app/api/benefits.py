@@ -10,7 +10,6 @@ from app.api.catalogue import (
     delete_unreferenced,
     filter_by,
     get_or_404,
-    read_or_404,
     save_changes,
     save_new,
     search,
@@ -57,10 +56,10 @@ class Benefits(MethodView):
 class BenefitById(MethodView):
     """One benefit."""
 
-    @blp.row_response(200, BenefitSchema)
+    @blp.response(200, BenefitSchema)
     def get(self, benefit_id):
         """Get a benefit."""
-        return read_or_404(Benefit, benefit_id, "benefit")
+        return get_or_404(Benefit, benefit_id, "benefit")
 
     @blp.admin_only
     @blp.arguments(BenefitSchema)

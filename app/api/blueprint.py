@@ -3,17 +3,14 @@
 import functools
 
 import flask_smorest
-import marshmallow as ma
-from flask import current_app, g
+from flask import g
 from flask_smorest.spec.plugins import integerconverter2paramschema
 from webargs.flaskparser import FlaskParser
 from werkzeug.routing import IntegerConverter
 
 from app.api.access import BEARER_SCHEME, authenticate
 from app.errors import ApiError
-from app.json_provider import OrjsonProvider
 from app.schemas.common import MAX_ID
-from app.schemas.rows import RowJson
 
 
 class IdConverter(IntegerConverter):
@@ -65,28 +62,6 @@ class Blueprint(flask_smorest.Blueprint):
     and whose views can demand a signed-in caller or an admin."""
 
     ARGUMENTS_PARSER = SchemaRulesParser()
-
-    def row_response(self, status_code: int, schema: type[ma.Schema]):
-        """response(status_code, schema) for a view that returns one row (a mapping).
-
-        Documented as response() documents it; the row is written by RowJson, which gives
-        the bytes marshmallow's dump and jsonify would, for a fraction of the work
-        (app/schemas/rows.py). flask-smorest passes a Response through as it is.
-        """
-        row_json = RowJson(schema())
-
-        def decorator(view):
-            @functools.wraps(view)
-            def write_row(*args, **kwargs):
-                body = row_json.dumps(view(*args, **kwargs))
-                # As Flask's JSON provider ends a response, with a newline.
-                return current_app.response_class(
-                    body + b"\n", status=status_code, mimetype=OrjsonProvider.mimetype
-                )
-
-            return self.response(status_code, schema)(write_row)
-
-        return decorator
 
     def signed_in(self, view):
         """Run view only for a caller with a live bearer token (401 otherwise)."""

@@ -1,37 +1,16 @@
 """What the catalogue resources (services, benefits) share: fetch, save, change, delete."""
 
-import functools
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from app.database import reading, reading_rows, transaction
+from app.database import reading, transaction
 from app.errors import ApiError
 
 
-@functools.cache
-def row_by_id(table: sa.Table) -> sa.Select:
-    """SELECT table's columns by id, built once so SQLAlchemy keys its cache once too."""
-    return sa.select(*table.c).where(table.c.id == sa.bindparam("row_id"))
-
-
-def read_or_404(model: type, row_id: int, resource: str):
-    """The row with this id as column values, for a response to render, or the 404.
-
-    A row, not an ORM object: nothing will change it, and the object's identity-map entry
-    and state cost more than the query (README, "Performance").
-    """
-    with reading_rows() as connection:
-        result = connection.execute(row_by_id(model.__table__), {"row_id": row_id})
-        row = result.mappings().one_or_none()
-    if row is None:
-        raise ApiError.not_found(resource)
-    return row
-
-
 def get_or_404(model: type, row_id: int, resource: str):
-    """The row with this id as an ORM object, to change or delete, or the resource's 404."""
+    """The row with this id, or the resource's 404."""
     with reading() as session:
         row = session.get(model, row_id)
     if row is None:

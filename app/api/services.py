@@ -8,7 +8,6 @@ from app.api.catalogue import (
     delete_unreferenced,
     filter_by,
     get_or_404,
-    read_or_404,
     save_changes,
     save_new,
     search,
@@ -48,10 +47,10 @@ class Services(MethodView):
 class ServiceById(MethodView):
     """One service."""
 
-    @blp.row_response(200, ServiceSchema)
+    @blp.response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
-        return read_or_404(Service, service_id, "service")
+        return get_or_404(Service, service_id, "service")
 
     @blp.admin_only
     @blp.arguments(ServiceSchema)
