@@ -44,6 +44,10 @@ def test_list_paginates(client, admin):
         create(client, admin, name=f"Service {number}")
     page = client.get(SERVICES, query_string={"page": 2, "per_page": 2}).json
     assert (page["total"], len(page["items"]), page["items"][0]["name"]) == (3, 1, "Service 2")
+    past_the_end = client.get(SERVICES, query_string={"page": 5, "per_page": 2}).json
+    assert (past_the_end["total"], past_the_end["items"]) == (3, [])
+    filtered = client.get(SERVICES, query_string={"q": "Service 1", "per_page": 1}).json
+    assert (filtered["total"], len(filtered["items"])) == (1, 1)
 
 
 def test_per_page_is_capped_at_100(client):
