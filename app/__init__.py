@@ -12,8 +12,9 @@ from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings
 from app.extensions import api, cors
 
 MAX_BODY_BYTES = 1024 * 1024
-# Response headers a browser client must read: versions for If-Match, retries, replays.
-EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed"]
+# Response headers a browser client must read: versions for If-Match, retries, replays, and
+# the request id to quote in a support request.
+EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"]
 # What Flask, Flask-SQLAlchemy and flask-smorest read from app.config: the same in every
 # deployment, so constants here rather than variables of app/config.py.
 FLASK_CONSTANTS = {

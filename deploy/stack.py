@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -119,9 +119,11 @@ def gunicorn_part(settings: Settings, database: dict[str, str]) -> Part:
     )
 
 
-def nginx_part(folder: Path, address: str, port: int, upstream: str) -> Part:
+def nginx_part(
+    folder: Path, address: str, port: int, upstream: str, origins: Iterable[str] = ()
+) -> Part:
     """deploy/nginx.conf on address:port in front of upstream; ready once it answers at all."""
-    config = nginx.write_config(folder, address, port, upstream)
+    config = nginx.write_config(folder, address, port, upstream, origins)
     return Part(
         name="nginx",
         command=nginx.command(config),
@@ -184,7 +186,7 @@ def parts(settings: Settings, folder: Path) -> list[Part]:
     return [
         *database_parts,
         gunicorn_part(settings, database),
-        nginx_part(nginx_folder, LOOPBACK, settings.proxy_port, upstream),
+        nginx_part(nginx_folder, LOOPBACK, settings.proxy_port, upstream, settings.cors_origins),
         prometheus_part(prometheus_folder, metrics_target(settings)),
     ]
 

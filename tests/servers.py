@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import requests
@@ -140,10 +141,10 @@ def run_gunicorn_expecting_exit(env: dict[str, str], timeout_s: float = 20):
 class NginxServer:
     """The shipped deploy/nginx.conf on a free loopback port, in front of upstream."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, origins: Iterable[str] = ()):
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="nginx-"))
-        self.part = nginx_part(self.folder, "127.0.0.1", self.port, upstream)
+        self.part = nginx_part(self.folder, "127.0.0.1", self.port, upstream, origins)
 
     @property
     def url(self) -> str:

@@ -245,6 +245,7 @@ def test_the_shipped_file_has_only_known_placeholders_and_renders_whole():
         "PROXY_PORT",
         "UPSTREAM",
         "RUN_DIR",
+        "CORS_ORIGINS_MAP",
     }
     rendered = render(template, dict.fromkeys(PLACEHOLDER.findall(template), "x"))
     assert not PLACEHOLDER.search(rendered)
