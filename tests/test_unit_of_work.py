@@ -117,3 +117,15 @@ def test_flask_shell_rolls_back_the_whole_unit(database_url):
     printed = [line.lstrip(">. ") for line in shell.stdout.splitlines()]
     assert [line for line in printed if line] == ["refused", "services: 0", "services: 1"]
     pg.admin_execute("TRUNCATE services CASCADE", dsn=database_url)
+
+
+def test_an_update_through_the_session_is_undone_with_the_rest(app):
+    with app.app_context():
+        db.session.add(Service(**GOOD))
+        db.session.commit()
+        db.session.execute(sa.update(Service).values(price_cents=1))
+        db.session.add(Service(**BAD))
+        commit_fails(db.session)
+        db.session.remove()
+    with app.app_context():
+        assert db.session.scalar(sa.select(Service.price_cents)) == GOOD["price_cents"]

@@ -2,11 +2,12 @@
 
 On PostgreSQL the request pool's connections run in autocommit (engine.py), so a read is
 one statement and one round trip, with no BEGIN before it nor ROLLBACK after. A write is
-a transaction all the same, wherever it is written: the session's first flush, or the
-start of a `transaction()` block, opens one on its connection, and the session's commit
-or rollback ends it. So `db.session.add(a); db.session.flush(); db.session.add(b);
-db.session.commit()` commits a and b together or neither, in a view, a command or
-`flask shell`. Back in the pool, the connection returns to autocommit.
+a transaction all the same, wherever it is written: the session's first flush, an INSERT,
+UPDATE or DELETE it executes, or the start of a `transaction()` block opens one on its
+connection, and the session's commit or rollback ends it. So `db.session.add(a);
+db.session.flush(); db.session.add(b); db.session.commit()` commits a and b together or
+neither, in a view, a command or `flask shell`. Back in the pool, the connection returns
+to autocommit.
 
 `reading()` marks a block of reads that the request then stops querying for a while
 (a password hash, a slow body): when it ends, the connection goes back to the pool.
@@ -21,7 +22,7 @@ from psycopg2.extensions import connection as Psycopg2Connection
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from app.database.describe import describe
 from app.extensions import db
@@ -101,6 +102,14 @@ def write_in_a_transaction(session: Session, _flush_context, _instances) -> None
         begin_writing(session)
 
 
+def execute_writes_in_a_transaction(state: ORMExecuteState) -> None:
+    """An INSERT, UPDATE or DELETE through the session joins the unit of work as a flush does."""
+    if (state.is_insert or state.is_update or state.is_delete) and not state.session.info.get(
+        WRITING
+    ):
+        begin_writing(state.session)
+
+
 def forget_writing(session: Session, ended: SessionTransaction) -> None:
     """When the session's outermost transaction ends, its next statements are reads again."""
     if ended.parent is None:
@@ -122,10 +131,18 @@ def back_to_autocommit(dbapi_connection, _connection_record) -> None:
         dbapi_connection.autocommit = True
 
 
+SESSION_LISTENERS = {
+    "before_flush": write_in_a_transaction,
+    "do_orm_execute": execute_writes_in_a_transaction,
+    "after_transaction_end": forget_writing,
+}
+
+
 def install_unit_of_work(engine: Engine) -> None:
     """Make every session's writes one transaction, and engine's pool read in autocommit."""
-    event.listen(Session, "before_flush", write_in_a_transaction)
-    event.listen(Session, "after_transaction_end", forget_writing)
+    for name, listener in SESSION_LISTENERS.items():
+        if not event.contains(Session, name, listener):  # Once for every app of the process.
+            event.listen(Session, name, listener)
     event.listen(engine, "checkin", back_to_autocommit)
 
 
