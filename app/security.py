@@ -41,12 +41,32 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(session: Session, user: User) -> tuple[str, datetime]:
-    """Create a token for user; return it (shown once, never stored) and its expiry."""
+def issue_token(session: Session, user: User) -> tuple[str, datetime] | None:
+    """Create a token for user; return it (shown once, never stored) and its expiry.
+
+    None when user's password is no longer the one checked: a sign-in that raced a
+    password change must not outlive it. The token is inserted only from user's row with
+    that password, share-locked until the commit, so a change either waits for the token
+    and then revokes it, or committed first and leaves no row to insert from (the profile
+    PATCH writes the password before it revokes tokens).
+    """
     token = secrets.token_urlsafe(TOKEN_BYTES)
     expires_at = utcnow() + timedelta(seconds=app_settings().token_ttl)
-    session.add(ApiToken(user=user, token_hash=token_digest(token), expires_at=expires_at))
-    return token, expires_at
+    with_the_checked_password = (
+        sa.select(
+            User.id,
+            sa.literal(token_digest(token), ApiToken.token_hash.type),
+            sa.literal(expires_at, ApiToken.expires_at.type),
+        )
+        .where(User.id == user.id, User.password_hash == user.password_hash)
+        .with_for_update(read=True)
+    )
+    inserted = session.execute(
+        sa.insert(ApiToken).from_select(
+            ["user_id", "token_hash", "expires_at"], with_the_checked_password
+        )
+    )
+    return (token, expires_at) if inserted.rowcount == 1 else None
 
 
 def find_live_token(session: Session, token: str) -> ApiToken | None:
@@ -60,13 +80,14 @@ def find_live_token(session: Session, token: str) -> ApiToken | None:
     )
 
 
-def revoke_other_tokens(session: Session, user: User, keep: ApiToken) -> None:
-    """Revoke every live token of user except keep (after a password change)."""
-    session.execute(
-        sa.update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.id != keep.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+def revoke_tokens(session: Session, user: User, keep: ApiToken | None = None) -> None:
+    """Revoke every live token of user, except keep (after a password change) if given."""
+    statement = sa.update(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)
     )
+    if keep is not None:
+        statement = statement.where(ApiToken.id != keep.id)
+    session.execute(statement.values(revoked_at=utcnow()))
 
 
 def find_user_by_email(session: Session, email: str) -> User | None:

@@ -156,8 +156,8 @@ def make_caller(app, role: str = CUSTOMER) -> Caller:
     with app.app_context(), transaction() as session:
         user = User(email=email, name=role.title(), password_hash=password_hash(), role=role)
         session.add(user)
-        token, _ = issue_token(session, user)
         session.flush()
+        token, _ = issue_token(session, user)
         user_id = user.id
     return Caller(user_id, email, token)
 

@@ -54,6 +54,7 @@ class FreshAdminToken:
                 admin = User(email=FUZZ_ADMIN, name="Fuzz", password_hash=password_hash())
                 admin.role = ADMIN
                 session.add(admin)
+                session.flush()
             token, _ = issue_token(session, admin)
         return token
 

@@ -3,7 +3,7 @@
 from flask.views import MethodView
 from limits import parse
 
-from app.api.access import current_token
+from app.api.access import current_token, current_user
 from app.api.blueprint import Blueprint, not_stored
 from app.database import reading, transaction
 from app.errors import ApiError
@@ -11,7 +11,13 @@ from app.models import User
 from app.models.base import utcnow
 from app.rate_limits import Limit, by_client, by_email, by_email_and_client, limited
 from app.schemas.user import LoginSchema, ProfileSchema, RegisterSchema, TokenSchema
-from app.security import find_user_by_email, hash_password, issue_token, password_matches
+from app.security import (
+    find_user_by_email,
+    hash_password,
+    issue_token,
+    password_matches,
+    revoke_tokens,
+)
 
 # Sign-in attempts, counted before the password is checked (README, "Rate limits"). A
 # success empties its email-and-address window: the owner's typos never add up.
@@ -71,7 +77,10 @@ class Login(MethodView):
         if not password_matches(user, credentials["password"]):
             raise ApiError.unauthorized("the email or password is wrong")
         with transaction() as session:
-            token, expires_at = issue_token(session, user)
+            issued = issue_token(session, user)
+        if issued is None:  # The password changed while this sign-in checked it.
+            raise ApiError.unauthorized("the email or password is wrong")
+        token, expires_at = issued
         return {"token": token, "expires_at": expires_at}
 
 
@@ -85,3 +94,15 @@ class Logout(MethodView):
         """Revoke the token this request presents."""
         with transaction():
             current_token().revoked_at = utcnow()
+
+
+@blp.route("/logout-all")
+class LogoutAll(MethodView):
+    """Sign out everywhere."""
+
+    @blp.signed_in
+    @blp.response(204)
+    def post(self):
+        """Revoke every token of yours, this one too: what a stolen token needs."""
+        with transaction() as session:
+            revoke_tokens(session, current_user())

@@ -12,22 +12,24 @@ from app.errors import ApiError
 from app.models import User
 from app.rate_limits import Limit, limited
 from app.schemas.user import ProfileSchema, ProfileUpdateSchema
-from app.security import hash_password, password_matches, revoke_other_tokens
+from app.security import hash_password, password_matches, revoke_tokens
 
 blp = Blueprint("users", __name__, url_prefix="/api/user", description="Your profile")
 blp.after_request(not_stored)
 
 
-def by_user_changing_password(changes: dict[str, Any]) -> tuple[str, ...] | None:
-    """Key: the caller, when the changes check their current password."""
-    return (str(current_user().id),) if "current_password" in changes else None
+def by_token_changing_password(changes: dict[str, Any]) -> tuple[str, ...] | None:
+    """Key: the caller's token, when the changes check their current password."""
+    return (str(current_token().id),) if "current_password" in changes else None
 
 
-# Guesses at the current password by whoever holds a token; a success empties the window.
-PASSWORD_CHANGES_PER_USER = Limit(
-    "password-change-user",
+# Guesses at the current password, per token: a stolen token's guesses lock out only that
+# token, never its owner's own change (a token is won only with the password, so a thief
+# cannot mint more). A success empties the window.
+PASSWORD_CHANGES_PER_TOKEN = Limit(
+    "password-change-token",
     parse("5 per 15 minutes"),
-    by_user_changing_password,
+    by_token_changing_password,
     cleared_on_success=True,
 )
 
@@ -46,7 +48,7 @@ class Profile(MethodView):
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, ProfileSchema)
     @blp.alt_response(429, "TOO_MANY_REQUESTS")
-    @limited(PASSWORD_CHANGES_PER_USER)
+    @limited(PASSWORD_CHANGES_PER_TOKEN)
     def patch(self, changes):
         """Change your name or phone, or your password given the current one."""
         user = current_user()
@@ -58,7 +60,8 @@ class Profile(MethodView):
         with transaction() as session:
             if new_hash is not None:
                 user.password_hash = new_hash
-                revoke_other_tokens(session, user, keep=current_token())
+                session.flush()  # The password first: a racing sign-in then sees it changed.
+                revoke_tokens(session, user, keep=current_token())
             apply_profile_changes(user, changes)
         return user
 
