@@ -19,7 +19,6 @@ from tests.topology import Topology
 TEST_ORIGIN = "https://shop.example"
 TEST_SETTINGS = {
     "SECRET_KEY": "test-secret",
-    "TESTING": True,
     "DB_POOL_SIZE": 2,
     "CORS_ORIGINS": TEST_ORIGIN,
 }
