@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine, make_url
 
 from app.config import Settings
+from app.database.describe import describe
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
 # Each worker may hold one more connection than its pool: the health probe's own.
@@ -80,8 +81,7 @@ def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None
         with engine.connect() as connection:
             return read_server_limits(connection), None
     except sa.exc.SQLAlchemyError as error:
-        original = getattr(error, "orig", None) or error
-        return None, str(original).strip().splitlines()[0]
+        return None, describe(error)
 
 
 def fetch_pooler_settings(settings: Settings) -> tuple[PoolerSettings | None, str | None]:

@@ -125,11 +125,6 @@ class HealthProbe:
                 )
             return connection.execute(COUNT_OUR_CONNECTIONS, {"name": self.name}).scalar_one()
 
-    def dispose(self) -> None:
-        """Drop connections; the probe keeps none, so this only resets the engines."""
-        for engine in {self.engine, self.server_engine}:
-            engine.dispose(close=False)
-
 
 def pool_status(engine: Engine, settings: Settings) -> dict[str, Any]:
     """This process's pool: its bounds and what is in use right now."""
