@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import cli, database, errors, flask_app, metrics, rate_limits, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
-from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings, load_settings
+from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, app_settings, load_settings
 from app.extensions import api, cors
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -51,11 +51,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def configure(app: Flask, overrides: dict[str, Any]) -> None:
-    """Load the validated Settings, then the Flask constants and any other override."""
+    """Load the validated Settings from the environment and overrides, then Flask's constants."""
     settings = load_settings({**os.environ, **overrides})
     app.extensions[SETTINGS_EXTENSION] = settings
-    variables = {variable.name for variable in VARIABLES}
-    app.config.update({k: v for k, v in overrides.items() if k not in variables})
     app.config.update(FLASK_CONSTANTS, SECRET_KEY=settings.secret_key)
     os.makedirs(app.instance_path, exist_ok=True)
 

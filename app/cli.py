@@ -21,10 +21,9 @@ from app.extensions import db
 from app.models import ApiToken, IdempotencyKey
 from app.models.base import utcnow
 from app.models.benefit import code_is
-from app.models.user import ADMIN, normalize_email
+from app.models.user import ADMIN
+from app.schemas.user import EmailAddress, password_field
 from app.security import find_user_by_email, hash_password
-
-MIN_PASSWORD_LENGTH = 8
 
 POOL_SETTINGS = (
     "DB_POOL_SIZE",
@@ -135,34 +134,31 @@ def seed_benefit(session, code: str, title: str, percent: int, service: str | No
     return True
 
 
-def valid_email(ctx, param, value: str) -> str:
-    """Refuse what is not an email address; take it as it is stored."""
-    try:
-        return ma.validate.Email()(normalize_email(value))
-    except ma.ValidationError:
-        raise click.BadParameter("not an email address") from None
+def as_the_api_takes(field: ma.fields.Field):
+    """A click callback that loads a value as the API's field does, or refuses it."""
 
+    def load(ctx, param, value: str):
+        try:
+            return field.deserialize(value)
+        except ma.ValidationError as error:
+            raise click.BadParameter(" ".join(error.messages)) from None
 
-def long_enough(ctx, param, value: str) -> str:
-    """Refuse a password shorter than the API accepts."""
-    if len(value) < MIN_PASSWORD_LENGTH:
-        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters")
-    return value
+    return load
 
 
 @click.command("create-admin")
-@click.argument("email", callback=valid_email)
+@click.argument("email", callback=as_the_api_takes(EmailAddress()))
 @click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, callback=long_enough
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    callback=as_the_api_takes(password_field()),
 )
 @click.option("--name", default=None, help="Display name of a new admin (default: from EMAIL).")
 @with_appcontext
 def create_admin(email: str, password: str, name: str | None) -> None:
     """Make EMAIL an admin: create the user, or promote and re-password an existing one."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise click.BadParameter(
-            f"use at least {MIN_PASSWORD_LENGTH} characters", param_hint="password"
-        )
     with transaction() as session:
         user = find_user_by_email(session, email)
         if user is None:

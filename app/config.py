@@ -1,15 +1,16 @@
 """Read and validate the environment in one place.
 
-Every setting the service reads comes through `load_settings`, so a bad value stops
-start-up with one line that names the variable and what it accepts. The answer is one frozen
-`Settings`: a misspelt name is an AttributeError a type checker sees, not a missing key.
+Every setting the service reads is a field of `Settings`, which names its variable, default
+and parser; `load_settings` reads them all, so a bad value stops start-up with one line that
+names the variable and what it accepts. The answer is one frozen `Settings`: a misspelt name
+is an AttributeError a type checker sees, not a missing key.
 """
 
 import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,6 @@ class ConfigError(SystemExit):
     def __init__(self, name: str, accepts: str, value: Any):
         super().__init__(f"configuration error: {name}={value!r} is invalid; it accepts {accepts}")
         self.name = name
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable: its default and how to parse it."""
-
-    name: str
-    default: Any
-    parse: Callable[[Any], Any]
-    accepts: str
 
 
 def integer(low: int, high: int) -> Callable[[Any], int]:
@@ -70,19 +61,18 @@ def boolean(value: Any) -> bool:
     raise ValueError
 
 
-def optional_integer(low: int, high: int) -> Callable[[Any], int | None]:
-    """A parser for an optional whole number: empty means unset."""
-    parse_integer = integer(low, high)
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A parser like parse, where empty means unset (None)."""
 
-    def parse(value: Any) -> int | None:
-        if value is None or str(value).strip() == "":
+    def parse_optional(value: Any) -> Any:
+        if value is None or not str(value).strip():
             return None
-        return parse_integer(value)
+        return parse(value)
 
-    return parse
+    return parse_optional
 
 
-def database_url(value: Any) -> str:
+def normalise_database_url(value: Any) -> str:
     """Normalise a database URL to the driver this service ships with (psycopg2).
 
     SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, and Heroku-style hosts
@@ -95,13 +85,6 @@ def database_url(value: Any) -> str:
     if url.startswith(("postgresql+psycopg2://", "sqlite://")):
         return url
     raise ValueError
-
-
-def optional_database_url(value: Any) -> str | None:
-    """An optional database URL: empty means unset."""
-    if value is None or not str(value).strip():
-        return None
-    return database_url(value)
 
 
 def choice(*words: str) -> Callable[[Any], str]:
@@ -143,151 +126,115 @@ def ip_address(value: Any) -> str:
     return str(ipaddress.ip_address(str(value).strip()))
 
 
+MILLISECONDS = integer(0, 86_400_000)
+PORT_NUMBER = integer(1, 65535)
+
+
 def sqlite_default() -> str:
     """The embedded database used when DATABASE_URL is unset."""
     return f"sqlite:///{INSTANCE_DIR / 'app.sqlite'}"
 
 
-VARIABLES = (
-    Variable("DATABASE_URL", None, database_url, "a postgres://, postgresql:// or sqlite:// URL"),
-    Variable("DB_POOL_SIZE", 5, integer(1, 1000), "a whole number from 1 to 1000"),
-    Variable("DB_MAX_OVERFLOW", 5, integer(0, 1000), "a whole number from 0 to 1000"),
-    # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which turns
-    # pool_timeout into an int, so 0.5 would silently mean "never wait".
-    Variable("DB_POOL_TIMEOUT", 10, integer(1, 600), "whole seconds from 1 to 600"),
-    Variable("DB_POOL_RECYCLE", 1800, integer(-1, 86400), "seconds from -1 (never) to 86400"),
-    Variable("DB_POOL_PRE_PING", True, boolean, "true or false"),
-    Variable("DB_CONNECT_TIMEOUT", 5, integer(1, 300), "whole seconds from 1 to 300"),
-    Variable(
-        "DB_STATEMENT_TIMEOUT", 15000, integer(0, 86_400_000), "milliseconds, 0 (off) or more"
-    ),
-    Variable(
-        "DB_IDLE_IN_TRANSACTION_TIMEOUT",
-        30000,
-        integer(0, 86_400_000),
-        "milliseconds, 0 (off) or more",
-    ),
-    Variable("DB_APPLICATION_NAME", "app", application_name, "up to 48 printable ASCII characters"),
-    Variable(
-        "DB_CONNECTION_BUDGET", None, optional_integer(1, 1_000_000), "a whole number of 1 or more"
-    ),
-    Variable("DB_POOLER", "none", choice("none", "pgbouncer"), "none or pgbouncer"),
-    Variable(
-        "DATABASE_DIRECT_URL",
-        "",
-        optional_database_url,
-        "empty, or a postgres://, postgresql:// or sqlite:// URL",
-    ),
-    Variable(
-        "PGBOUNCER_ADMIN_URL",
-        "",
-        optional_database_url,
-        "empty, or a postgresql:// URL of PgBouncer's admin console (database pgbouncer)",
-    ),
-    Variable("WEB_CONCURRENCY", 2, integer(1, 256), "a whole number from 1 to 256"),
-    Variable("GUNICORN_THREADS", 1, integer(1, 1000), "a whole number from 1 to 1000"),
-    Variable("PORT", 8000, integer(1, 65535), "a port number from 1 to 65535"),
-    Variable("SECRET_KEY", None, text, "a non-empty string"),
-    Variable("CORS_ORIGINS", "", origins, "comma-separated origins"),
-    Variable("TOKEN_TTL", 7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400"),
-    Variable("RATELIMIT_STORAGE_URI", "memory://", text, "a storage URI such as redis://host:6379"),
-    Variable("TRUSTED_PROXY_HOPS", 0, integer(0, 10), "a whole number from 0 to 10"),
-    Variable("PROXY_PORT", 8080, integer(1, 65535), "a port number from 1 to 65535"),
-    Variable("RATELIMIT_KEY_PREFIX", "app", text, "a non-empty string"),
-    # Observability (issue 10). LOG_FORMAT's default depends on the server: see complete().
-    Variable("LOG_FORMAT", None, choice("text", "json"), "text or json"),
-    Variable("SLOW_REQUEST_MS", 1000, integer(0, 86_400_000), "milliseconds, 0 (off) or more"),
-    Variable("METRICS_PORT", 9100, integer(1, 65535), "a port number from 1 to 65535"),
-    Variable("METRICS_BIND", "127.0.0.1", ip_address, "an IPv4 or IPv6 address"),
-    # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
-    # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
-    Variable(
-        "DB_LEAK_DETECTION_THRESHOLD",
-        30000,
-        integer(0, 86_400_000),
-        "milliseconds, 0 (off) or more",
-    ),
-)
+def setting(default: Any, parse: Callable[[Any], Any], accepts: str) -> Any:
+    """A Settings field, read from the environment variable of its name in upper case.
+
+    default is the raw value used when the variable is unset (None: complete() decides),
+    parse turns a raw value into the field's, and accepts says in words what parse takes.
+    """
+    return field(metadata={"default": default, "parse": parse, "accepts": accepts})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every variable of VARIABLES, parsed and completed: one field each, named in lower case.
+    """Every environment variable the service reads, parsed: one field each, in lower case.
 
-    database_url, secret_key and log_format are None only inside load_settings, until
-    complete() fills them.
+    Each field names its variable, default and parser (setting()), so this class is the
+    one table of settings. database_url, secret_key and log_format are None only inside
+    load_settings, until complete() fills them.
     """
 
-    database_url: str
-    db_pool_size: int
-    db_max_overflow: int
-    db_pool_timeout: int
-    db_pool_recycle: int
-    db_pool_pre_ping: bool
-    db_connect_timeout: int
-    db_statement_timeout: int
-    db_idle_in_transaction_timeout: int
-    db_application_name: str
-    db_connection_budget: int | None
-    db_pooler: str
-    database_direct_url: str | None
-    pgbouncer_admin_url: str | None
-    web_concurrency: int
-    gunicorn_threads: int
-    port: int
-    secret_key: str
-    cors_origins: tuple[str, ...]
-    token_ttl: int
-    ratelimit_storage_uri: str
-    trusted_proxy_hops: int
-    proxy_port: int
-    ratelimit_key_prefix: str
-    log_format: str
-    slow_request_ms: int
-    metrics_port: int
-    metrics_bind: str
-    db_leak_detection_threshold: int
+    database_url: str = setting(
+        None, normalise_database_url, "a postgres://, postgresql:// or sqlite:// URL"
+    )
+    db_pool_size: int = setting(5, integer(1, 1000), "a whole number from 1 to 1000")
+    db_max_overflow: int = setting(5, integer(0, 1000), "a whole number from 0 to 1000")
+    # Whole seconds: Flask-SQLAlchemy builds the engine with engine_from_config, which turns
+    # pool_timeout into an int, so 0.5 would silently mean "never wait".
+    db_pool_timeout: int = setting(10, integer(1, 600), "whole seconds from 1 to 600")
+    db_pool_recycle: int = setting(1800, integer(-1, 86400), "seconds from -1 (never) to 86400")
+    db_pool_pre_ping: bool = setting(True, boolean, "true or false")
+    db_connect_timeout: int = setting(5, integer(1, 300), "whole seconds from 1 to 300")
+    db_statement_timeout: int = setting(15000, MILLISECONDS, "milliseconds, 0 (off) or more")
+    db_idle_in_transaction_timeout: int = setting(
+        30000, MILLISECONDS, "milliseconds, 0 (off) or more"
+    )
+    db_application_name: str = setting(
+        "app", application_name, "up to 48 printable ASCII characters"
+    )
+    db_connection_budget: int | None = setting(
+        None, optional(integer(1, 1_000_000)), "a whole number of 1 or more"
+    )
+    db_pooler: str = setting("none", choice("none", "pgbouncer"), "none or pgbouncer")
+    database_direct_url: str | None = setting(
+        "",
+        optional(normalise_database_url),
+        "empty, or a postgres://, postgresql:// or sqlite:// URL",
+    )
+    pgbouncer_admin_url: str | None = setting(
+        "",
+        optional(normalise_database_url),
+        "empty, or a postgresql:// URL of PgBouncer's admin console (database pgbouncer)",
+    )
+    web_concurrency: int = setting(2, integer(1, 256), "a whole number from 1 to 256")
+    gunicorn_threads: int = setting(1, integer(1, 1000), "a whole number from 1 to 1000")
+    port: int = setting(8000, PORT_NUMBER, "a port number from 1 to 65535")
+    secret_key: str = setting(None, text, "a non-empty string")
+    cors_origins: tuple[str, ...] = setting("", origins, "comma-separated origins")
+    token_ttl: int = setting(7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400")
+    ratelimit_storage_uri: str = setting(
+        "memory://", text, "a storage URI such as redis://host:6379"
+    )
+    trusted_proxy_hops: int = setting(0, integer(0, 10), "a whole number from 0 to 10")
+    proxy_port: int = setting(8080, PORT_NUMBER, "a port number from 1 to 65535")
+    ratelimit_key_prefix: str = setting("app", text, "a non-empty string")
+    # Observability (issue 10). LOG_FORMAT's default depends on the server: see complete().
+    log_format: str = setting(None, choice("text", "json"), "text or json")
+    slow_request_ms: int = setting(1000, MILLISECONDS, "milliseconds, 0 (off) or more")
+    metrics_port: int = setting(9100, PORT_NUMBER, "a port number from 1 to 65535")
+    metrics_bind: str = setting("127.0.0.1", ip_address, "an IPv4 or IPv6 address")
+    # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
+    # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
+    db_leak_detection_threshold: int = setting(30000, MILLISECONDS, "milliseconds, 0 (off) or more")
 
     def variable(self, name: str) -> Any:
         """The value of the environment variable called name, for output keyed by those names."""
-        return getattr(self, field_name(name))
+        return getattr(self, name.lower())
 
-
-def field_name(variable_name: str) -> str:
-    """The Settings field that holds an environment variable."""
-    return variable_name.lower()
-
-
-def check_settings_fields() -> None:
-    """Stop at import when Settings and VARIABLES do not name the same variables."""
-    names = {field_name(variable.name) for variable in VARIABLES}
-    differ = names.symmetric_difference(field.name for field in fields(Settings))
-    if differ:
-        raise TypeError(f"Settings and VARIABLES disagree on {sorted(differ)}")
-
-
-check_settings_fields()
+    @property
+    def behind_pgbouncer(self) -> bool:
+        """Whether DATABASE_URL points at PgBouncer in transaction mode (DB_POOLER=pgbouncer)."""
+        return self.db_pooler == "pgbouncer"
 
 
 def load_settings(environ: Mapping[str, Any] = os.environ) -> Settings:
-    """Parse every variable in VARIABLES from environ, or raise ConfigError."""
-    values = {}
-    for variable in VARIABLES:
-        raw = environ.get(variable.name)
-        blank = isinstance(raw, str) and not raw.strip()
-        if raw is None or (blank and variable.default is not None):
-            raw = variable.default
-        # An empty DATABASE_URL or SECRET_KEY is a mistake to report, not a reason to default.
-        values[field_name(variable.name)] = None if raw is None else parse(variable, raw)
+    """Parse every field of Settings from its variable in environ, or raise ConfigError."""
+    values = {each.name: read(each, environ.get(each.name.upper())) for each in fields(Settings)}
     return complete(Settings(**values), environ)
 
 
-def parse(variable: Variable, raw: Any) -> Any:
-    """One variable's value, or the ConfigError that names it."""
+def read(spec: Field, raw: Any) -> Any:
+    """One setting's value from its raw variable, or the ConfigError that names it."""
+    default = spec.metadata["default"]
+    blank = isinstance(raw, str) and not raw.strip()
+    if raw is None or (blank and default is not None):
+        raw = default
+    if raw is None:
+        # An empty DATABASE_URL or SECRET_KEY is a mistake to report, not a reason to default.
+        return None
     try:
-        return variable.parse(raw)
+        return spec.metadata["parse"](raw)
     except (TypeError, ValueError):
-        raise ConfigError(variable.name, variable.accepts, raw) from None
+        raise ConfigError(spec.name.upper(), spec.metadata["accepts"], raw) from None
 
 
 def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
@@ -302,7 +249,7 @@ def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
                 "SECRET_KEY", "a non-empty string (required outside development)", None
             )
         settings = replace(settings, secret_key=secrets.token_hex(32))
-    if settings.db_pooler == "pgbouncer" and not is_postgresql(settings.database_url):
+    if settings.behind_pgbouncer and not is_postgresql(settings.database_url):
         raise ConfigError(
             "DATABASE_URL",
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",

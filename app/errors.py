@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from app.database.describe import describe
 from app.extensions import db
 from app.metrics import count_error
 from app.request_log import current_request_id
@@ -174,7 +175,7 @@ def from_integrity_error(error: sa_exc.IntegrityError) -> ApiError:
 def handle_integrity_error(error: sa_exc.IntegrityError):
     """Answer a constraint violation with 409 (or 422), after rolling back."""
     rollback_quietly()
-    log.info("integrity error: %s", str(error.orig).splitlines()[0] if error.orig else error)
+    log.info("integrity error: %s", describe(error))
     return error_response(from_integrity_error(error))
 
 
@@ -195,7 +196,7 @@ def handle_exception(error: Exception):
     """Last resort: roll back, log, and answer JSON instead of a traceback page."""
     rollback_quietly()
     if isinstance(error, sa_exc.SQLAlchemyError) and (api_error := from_database_error(error)):
-        log.warning("database unavailable: %s", str(error).splitlines()[0])
+        log.warning("database unavailable: %s", describe(error))
         return error_response(api_error)
     log.exception("unhandled error")
     return error_response(ApiError(500, "internal_error", "an unexpected error occurred"))

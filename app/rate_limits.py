@@ -76,11 +76,6 @@ class AttemptCounter:
         """The identifiers of one key's window: deployment, rule, key."""
         return (self.key_prefix, rule.name, *key)
 
-    def reset(self) -> None:
-        """Forget every count (tests)."""
-        for strategy in (self.shared, self.local):
-            strategy.storage.reset()
-
     def run(self, operation: Callable[[MovingWindowRateLimiter], Result]) -> Result:
         """operation on the shared storage, or on this process's while the shared one fails.
 

@@ -58,7 +58,6 @@ def migrate(url: str) -> None:
         from app.extensions import db
 
         db.engine.dispose()
-    app.extensions["health_probe"].dispose()
 
 
 @contextmanager

@@ -173,7 +173,7 @@ def parts(settings: Settings, folder: Path) -> list[Part]:
     nginx_folder.mkdir()
     prometheus_folder.mkdir()
     database_parts, database = [], {}
-    if settings.db_pooler == "pgbouncer":
+    if settings.behind_pgbouncer:
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
         server = make_url(settings.database_url)
         bouncer_folder = folder / "pgbouncer"

@@ -1,4 +1,4 @@
-"""Fixtures: one migrated database per session, each test in a rolled-back transaction."""
+"""Fixtures: one migrated database per session, its tables emptied after each test."""
 
 import functools
 from dataclasses import dataclass
@@ -19,7 +19,6 @@ from tests.topology import Topology
 TEST_ORIGIN = "https://shop.example"
 TEST_SETTINGS = {
     "SECRET_KEY": "test-secret",
-    "TESTING": True,
     "DB_POOL_SIZE": 2,
     "CORS_ORIGINS": TEST_ORIGIN,
 }
@@ -127,7 +126,9 @@ def runner(app):
 def fresh_rate_limits(request):
     """Every test of the app starts with no failed sign-ins counted."""
     if "app" in request.fixturenames:
-        rate_limits.counter_of(request.getfixturevalue("app")).reset()
+        attempts = rate_limits.counter_of(request.getfixturevalue("app"))
+        for strategy in (attempts.shared, attempts.local):
+            strategy.storage.reset()
 
 
 @functools.cache
@@ -181,7 +182,7 @@ def admin(app) -> Caller:
 
 
 def add_row(app, row) -> int:
-    """Insert row, commit (to the test's savepoint) and return its id."""
+    """Insert row, commit it and return its id."""
     with app.app_context(), transaction() as session:
         session.add(row)
         session.flush()

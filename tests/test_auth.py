@@ -173,6 +173,5 @@ def test_the_email_migration_normalises_stored_addresses():
             assert db.session.scalar(sa.select(User.email)) == "ada@example.com"
             db.session.remove()
             db.engine.dispose()
-        app.extensions["health_probe"].dispose()
     finally:
         pg.drop_database(name)

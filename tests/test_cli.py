@@ -63,6 +63,7 @@ def test_create_admin_refuses_bad_input(app, runner):
     assert runner.invoke(args=["create-admin", "nobody", "--password", PASSWORD]).exit_code == 2
     short = runner.invoke(args=["create-admin", "s@example.com", "--password", "short"])
     assert short.exit_code == 2
+    assert "Length must be between 8 and 128" in short.output, "the API's own rule"
     assert role_of(app, "s@example.com") is None
 
 

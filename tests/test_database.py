@@ -1,13 +1,16 @@
 """The engine and its connections carry the configured bounds and server settings."""
 
+import pytest
 import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
+from prometheus_client import REGISTRY
 
 from app import create_app
 from app.database import dispose_engines, reading, transaction
-from app.database.session import remove_session
 from app.extensions import db
 from app.models import Service
+from tests import pg
+from tests.conftest import TEST_SETTINGS
 
 
 def test_the_pool_has_the_configured_bounds(app):
@@ -69,9 +72,39 @@ def test_flask_shell_has_db_and_every_model(app):
     assert all(namespace[name] is getattr(models, name) for name in models.__all__)
 
 
-def test_the_session_is_removed_by_our_teardown(app, client):
-    assert app.teardown_appcontext_funcs.count(remove_session) == 1
-    assert client.get("/api/services").status_code == 200
+def returned_leaks() -> float:
+    """Connections the pool's last resort has taken back from finished requests."""
+    labels = {"pool_name": "request"}
+    return REGISTRY.get_sample_value("db_client_connection_leaks_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("ending", ["answers", "raises"])
+def test_after_a_request_no_connection_is_checked_out_or_idle_in_transaction(database_url, ending):
+    """The teardown ends the session: the pool's last resort (leaks.py) finds nothing."""
+    name = f"teardown-{ending}"
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": database_url, "DB_APPLICATION_NAME": name})
+
+    @app.get("/left-open")
+    def left_open():
+        """Open a transaction on the request's session and leave it to the teardown."""
+        db.session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        db.session.execute(sa.text("SELECT 1"))
+        if ending == "raises":
+            raise RuntimeError("the view failed mid-transaction")
+        return {"left": "open"}
+
+    leaks_before = returned_leaks()
+    try:
+        response = app.test_client().get("/left-open")
+        with app.app_context():
+            checked_out = db.engine.pool.checkedout()
+        states = [state for _, state, _ in pg.our_backends(name)]
+    finally:
+        dispose_engines(app, close=True)
+    assert response.status_code == (200 if ending == "answers" else 500)
+    assert checked_out == 0
+    assert returned_leaks() == leaks_before
+    assert states and "idle in transaction" not in states, states
 
 
 def test_a_read_commits_on_its_own_and_gives_its_connection_back(app):

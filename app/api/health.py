@@ -15,8 +15,7 @@ blp = Blueprint("health", __name__, url_prefix="/api/health", description="Servi
 @blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
 def health():
     """Readiness: the database answers, with our connection counts and this process's pool."""
-    body, status = health_report(health_probe(), db.engine)
-    return body, status
+    return health_report(health_probe(), db.engine)
 
 
 @blp.route("/live")

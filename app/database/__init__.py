@@ -6,10 +6,10 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
 from app.config import Settings, app_settings
-from app.database.engine import behind_pgbouncer, engine_options
+from app.database.engine import engine_options
 from app.database.health import HealthProbe
+from app.database.pgbouncer import install_pgbouncer_mode
 from app.database.pool_metrics import install_pool_metrics
-from app.database.pooler import install_pgbouncer_mode
 from app.database.pre_ping import install_pre_ping
 from app.database.session import install_unit_of_work, reading, remove_session, transaction
 from app.extensions import db, migrate
@@ -49,7 +49,7 @@ def init_app(app: Flask) -> None:
 
 def configure_engine(engine: Engine, settings: Settings) -> None:
     """Install the request pool's pre-ping and, behind PgBouncer, its transaction rules."""
-    pgbouncer = behind_pgbouncer(settings)
+    pgbouncer = settings.behind_pgbouncer
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)
     if settings.db_pool_pre_ping:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine, make_url
 
 from app.config import Settings
+from app.database.describe import describe
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
 # Each worker may hold one more connection than its pool: the health probe's own.
@@ -80,13 +81,12 @@ def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None
         with engine.connect() as connection:
             return read_server_limits(connection), None
     except sa.exc.SQLAlchemyError as error:
-        original = getattr(error, "orig", None) or error
-        return None, str(original).strip().splitlines()[0]
+        return None, describe(error)
 
 
 def fetch_pooler_settings(settings: Settings) -> tuple[PoolerSettings | None, str | None]:
     """PgBouncer's settings through PGBOUNCER_ADMIN_URL, or None and why not."""
-    if settings.db_pooler != "pgbouncer":
+    if not settings.behind_pgbouncer:
         return None, "DB_POOLER is none"
     if not settings.pgbouncer_admin_url:
         return None, "PGBOUNCER_ADMIN_URL is unset"
@@ -124,13 +124,13 @@ def check_budget(
     budget = settings.db_connection_budget
     if budget is not None and total > budget:
         errors.append(f"worst case {arithmetic} exceeds DB_CONNECTION_BUDGET {budget}")
-    if settings.db_pooler != "pgbouncer":
+    if not settings.behind_pgbouncer:
         more_errors, more_warnings = server_findings(total, arithmetic, limits, limits_error)
     elif pooler is None:
         more_errors, more_warnings = [], [f"PgBouncer's settings not checked: {pooler_error}"]
     else:
         more_errors, more_warnings = pgbouncer_findings(settings, pooler, limits, limits_error)
-    if settings.db_pooler == "pgbouncer" and budget is None:
+    if settings.behind_pgbouncer and budget is None:
         warnings.append(
             f"DB_CONNECTION_BUDGET is unset: this host may open {total} client connections to"
             " PgBouncer; set it to PgBouncer's max_client_conn / the number of hosts"

@@ -65,17 +65,12 @@ def is_in_memory_sqlite(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
 
 
-def behind_pgbouncer(settings: Settings) -> bool:
-    """Whether DATABASE_URL points at PgBouncer in transaction mode."""
-    return settings.db_pooler == "pgbouncer"
-
-
 def connect_args(settings: Settings, application_name: str, direct: bool = False) -> dict[str, Any]:
     """psycopg2 connection arguments: timeouts, keepalives, our application_name and cursor.
 
     The cursor counts and tags each request's statements (tagging.py). Behind PgBouncer
     (unless direct: a connection to the server itself) the server limits
-    go with each transaction instead (timeouts.py).
+    go with each transaction instead (pgbouncer.py).
     """
     arguments = {
         "connect_timeout": settings.db_connect_timeout,
@@ -83,6 +78,6 @@ def connect_args(settings: Settings, application_name: str, direct: bool = False
         "cursor_factory": RequestTaggingCursor,
         **TCP_LIVENESS,
     }
-    if direct or not behind_pgbouncer(settings):
+    if direct or not settings.behind_pgbouncer:
         arguments["options"] = startup_options(settings)
     return arguments

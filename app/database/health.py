@@ -12,9 +12,8 @@ from sqlalchemy.engine import Engine
 
 from app.config import Settings
 from app.database.describe import describe
-from app.database.engine import behind_pgbouncer, connect_args, pool_less_engine
-from app.database.pgbouncer import libpq_url, pool_numbers
-from app.database.timeouts import scope_timeouts_to_transactions
+from app.database.engine import connect_args, pool_less_engine
+from app.database.pgbouncer import libpq_url, pool_numbers, scope_timeouts_to_transactions
 from app.models.base import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class HealthProbe:
     def create_engine(self, url: str, direct: bool) -> Engine:
         """A pool-less engine with the request pool's timeouts."""
         engine = pool_less_engine(self.settings, url, self.name + HEALTH_SUFFIX, direct)
-        if not direct and behind_pgbouncer(self.settings):
+        if not direct and self.settings.behind_pgbouncer:
             scope_timeouts_to_transactions(engine, self.settings)
         return engine
 
@@ -125,11 +124,6 @@ class HealthProbe:
                     pool_engine.pool.checkedout() if hasattr(pool_engine.pool, "checkedout") else 0
                 )
             return connection.execute(COUNT_OUR_CONNECTIONS, {"name": self.name}).scalar_one()
-
-    def dispose(self) -> None:
-        """Drop connections; the probe keeps none, so this only resets the engines."""
-        for engine in {self.engine, self.server_engine}:
-            engine.dispose(close=False)
 
 
 def pool_status(engine: Engine, settings: Settings) -> dict[str, Any]:

@@ -1,20 +1,112 @@
-"""PgBouncer's admin console: our database's pool numbers and PgBouncer's own settings.
+"""PgBouncer in transaction mode (DB_POOLER=pgbouncer): what changes for our connections,
+and what its admin console tells about our database.
+
+A connection of ours is then a client connection to PgBouncer, which lends a server
+connection for each transaction. So:
+- the server limits travel with each transaction, never as session settings: PgBouncer
+  refuses the startup parameter that carries them to a server (timeouts.py), and a
+  session-level SET would stay on the server connection for whichever client gets it next.
+  The first statement of every transaction carries them as SET LOCAL, in the same round
+  trip: a statement in autocommit runs, with its SET LOCAL, as one implicit transaction,
+  and a transaction keeps them until it ends;
+- a lost connection says nothing about the others (PgBouncer keeps them while the server
+  restarts behind it), so the pool does not throw them all away as it would on a server;
+- PgBouncer ends a client that waited longer than its query_wait_timeout for a server
+  connection by closing it, which psycopg2 reports as a lost connection with no SQLSTATE.
+  A statement that lost its connection after waiting at least QUEUE_WAIT_FLOOR_S is
+  reported as that queue timeout (503 database_busy). A server that dies under a
+  statement running that long is reported the same way; both answer 503 + Retry-After.
 
 PGBOUNCER_ADMIN_URL is a postgresql:// URL to PgBouncer's `pgbouncer` database, as a user
 listed in `stats_users` (SHOW only) or `admin_users`. The console speaks only the simple
 query protocol and only its own commands (`SHOW POOLS`, `PAUSE db`, …): psycopg2 in
-autocommit sends each as one simple query, with no BEGIN around it.
-
-`pool_numbers` and `pgbouncer_settings` never raise: they answer (None, reason) when
-PgBouncer cannot be read, so a caller serving a request reports the reason instead.
+autocommit sends each as one simple query, with no BEGIN around it. `pool_numbers` and
+`pgbouncer_settings` never raise: they answer (None, reason) when PgBouncer cannot be read,
+so a caller serving a request reports the reason instead.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 
+from app.config import Settings
 from app.database.describe import describe
+from app.database.timeouts import server_settings
+
+# deploy/pgbouncer.ini's query_wait_timeout is at least this long.
+QUEUE_WAIT_FLOOR_S = 1.0
+STARTED_AT = "statement_started_at"
+
+
+class PoolerQueueTimeout(sa_exc.TimeoutError):
+    """PgBouncer gave up waiting for a free server connection for this statement."""
+
+
+def install_pgbouncer_mode(engine: Engine, settings: Settings) -> None:
+    """Make engine safe and truthful on PgBouncer in transaction mode."""
+    scope_timeouts_to_transactions(engine, settings)
+    event.listen(engine, "before_cursor_execute", note_statement_start)
+    event.listen(engine, "after_cursor_execute", note_statement_end)
+    event.listen(engine, "handle_error", keep_other_connections)
+
+
+def transaction_local_prefix(settings: Settings) -> str:
+    """The limits as SET LOCAL statements, to run ahead of a transaction's first statement."""
+    return "".join(
+        f"SET LOCAL {name} = {value}; " for name, value in server_settings(settings).items()
+    )
+
+
+def starts_a_transaction(dbapi_connection) -> bool:
+    """Whether the next statement on this psycopg2 connection opens a transaction.
+
+    In autocommit each statement is its own; otherwise psycopg2 sends BEGIN before the
+    first statement after an idle moment.
+    """
+    if dbapi_connection.autocommit:
+        return True
+    return dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
+
+
+def scope_timeouts_to_transactions(engine: Engine, settings: Settings) -> None:
+    """Prefix each transaction's first statement on engine with SET LOCAL of our limits."""
+    prefix = transaction_local_prefix(settings)
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def add_limits(connection, cursor, statement, parameters, context, executemany):
+        if starts_a_transaction(cursor.connection):
+            statement = prefix + statement
+        return statement, parameters
+
+
+def note_statement_start(connection, cursor, statement, parameters, context, executemany):
+    """Remember when the statement was sent, to tell a queue timeout from a crash."""
+    connection.info[STARTED_AT] = time.monotonic()
+
+
+def note_statement_end(connection, cursor, statement, parameters, context, executemany):
+    """Forget the start: a COMMIT lost later is not a statement that waited in the queue."""
+    connection.info.pop(STARTED_AT, None)
+
+
+def keep_other_connections(context: sa_exc.StatementError | Any):
+    """On a lost connection drop only that one, and name a queue timeout as such."""
+    if not context.is_disconnect:
+        return None
+    context.invalidate_pool_on_disconnect = False
+    started_at = context.connection.info.get(STARTED_AT) if context.connection else None
+    if started_at is not None and time.monotonic() - started_at >= QUEUE_WAIT_FLOOR_S:
+        return PoolerQueueTimeout(
+            "PgBouncer closed the connection while the statement waited for a server"
+        )
+    return None
+
 
 # Seconds to reach the console: health and start-up must not hang on a missing PgBouncer.
 ADMIN_CONNECT_TIMEOUT_S = 2
