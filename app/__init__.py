@@ -6,10 +6,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, database, errors, flask_app, metrics, rate_limits, request_log
+from app import cli, database, errors, metrics, rate_limits, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, VARIABLES, app_settings, load_settings
 from app.extensions import api, cors
+from app.json_provider import OrjsonProvider
 
 MAX_BODY_BYTES = 1024 * 1024
 # Response headers a browser client must read: versions for If-Match, retries, replays.
@@ -31,7 +32,8 @@ FLASK_CONSTANTS = {
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = flask_app.ApiFlask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app.json = OrjsonProvider(app)
     # `/api//orders` is a 404 like any unknown path, not a redirect werkzeug writes in HTML.
     app.url_map.merge_slashes = False
     configure(app, test_config or {})
@@ -44,7 +46,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app, api)
     errors.init_app(app)
     cli.init_app(app)
-    flask_app.init_app(app)
     trust_proxies(app)
     return app
 
