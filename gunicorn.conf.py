@@ -8,10 +8,15 @@ import shutil
 import sys
 import tempfile
 
-# Before prometheus_client is imported: workers then write metrics to files /metrics adds up.
+# The only work done here before the imports, and why no hook can do it: prometheus_client
+# picks where samples go when it is first imported (the imports below import it), and under
+# preload_app the master loads the app, which may write samples, before on_starting runs.
+# Workers inherit both: their samples go to files /metrics adds up, their lines are JSON
+# unless LOG_FORMAT says text.
 made_metrics_folder = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if made_metrics_folder:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+os.environ.setdefault("LOG_FORMAT", "json")
 
 from prometheus_client import multiprocess
 
@@ -24,8 +29,6 @@ from app.database.timeouts import settings_warnings
 from app.metrics import serve_metrics
 from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
 
-# Under gunicorn, log lines are JSON unless LOG_FORMAT says text; workers inherit the choice.
-os.environ.setdefault("LOG_FORMAT", "json")
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
 

@@ -6,10 +6,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, database, errors, flask_app, metrics, rate_limits, request_log
+from app import cli, database, errors, metrics, rate_limits, request_context, request_log
 from app.api import DOCS_ASSETS_URL, register_blueprints
 from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, app_settings, load_settings
 from app.extensions import api, cors
+from app.json_provider import OrjsonProvider
 
 MAX_BODY_BYTES = 1024 * 1024
 # Response headers a browser client must read: versions for If-Match, retries, replays, and
@@ -32,20 +33,19 @@ FLASK_CONSTANTS = {
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from the environment; test_config overrides any variable."""
-    app = flask_app.ApiFlask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app.json = OrjsonProvider(app)
     # `/api//orders` is a 404 like any unknown path, not a redirect werkzeug writes in HTML.
     app.url_map.merge_slashes = False
     configure(app, test_config or {})
-    # Before the database: teardowns run in reverse, so metrics see the connection returned.
+    request_context.init_app(app)
+    request_log.init_app(app)
     metrics.init_app(app)
     database.init_app(app)
-    # Outermost: every response gets its X-Request-ID, and the request's numbers are final.
-    request_log.init_app(app)
     register_extensions(app)
     register_blueprints(app, api)
     errors.init_app(app)
     cli.init_app(app)
-    flask_app.init_app(app)
     trust_proxies(app)
     return app
 

@@ -10,10 +10,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
+from app import request_context
 from app.database.describe import describe
 from app.extensions import db
 from app.metrics import count_error
-from app.request_log import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def error_response(error: ApiError):
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields:
         body["fields"] = error.fields
-    body["request_id"] = current_request_id()
+    context = request_context.current()
+    body["request_id"] = context.request_id if context else None
     response = jsonify(error=body)
     response.status_code = error.status
     response.headers.update(error.headers)

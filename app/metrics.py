@@ -1,14 +1,13 @@
-"""Prometheus metrics: requests and error codes (pools: app/database/pool_metrics.py).
+"""Prometheus metrics: requests and error codes (pools: app/database/pool_watch.py).
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
 its samples to a shared folder, and the master's listener on METRICS_PORT adds them up.
 The API port has no /metrics: the numbers are for operators, not clients.
 """
 
-import functools
 import time
 
-from flask import Flask, request
+from flask import Flask
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -17,7 +16,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from app.database.pool_metrics import ROUTE, STARTED_AT
+from app import request_context
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP responses by route and status", ["method", "route", "status"]
@@ -40,30 +39,12 @@ def count_error(code: str) -> None:
 
 def record_response(response):
     """Count the response and time it, labelled by route pattern (never the raw path)."""
-    # Each attribute of the request proxy is a context lookup: two, rather than four.
-    rule, environ = request.url_rule, request.environ
-    route = environ[ROUTE] = rule.rule if rule else "unmatched"
-    method = environ.get("REQUEST_METHOD", "GET").upper()  # As werkzeug makes request.method.
-    if method not in KNOWN_METHODS:
-        method = "other"
-    request_counter(method, route, response.status_code).inc()
-    started_at = environ.get(STARTED_AT)
-    if started_at is not None:
-        latency_histogram(route).observe(time.perf_counter() - started_at)
+    context = request_context.current()
+    route = context.route or "unmatched"
+    method = context.method if context.method in KNOWN_METHODS else "other"
+    REQUESTS.labels(method, route, str(response.status_code)).inc()
+    LATENCY.labels(route).observe(time.perf_counter() - context.started_at)
     return response
-
-
-# Label values are checked and hashed on every labels() call; a route's children are few.
-@functools.cache
-def request_counter(method: str, route: str, status: int):
-    """The requests counter for one method, route pattern and status."""
-    return REQUESTS.labels(method, route, str(status))
-
-
-@functools.cache
-def latency_histogram(route: str):
-    """The latency histogram for one route pattern."""
-    return LATENCY.labels(route)
 
 
 def serve_metrics(port: int, address: str):
@@ -80,7 +61,7 @@ def serve_metrics(port: int, address: str):
 
 
 def init_app(app: Flask) -> None:
-    """Count every request and time it from its arrival, which request_log.py notes.
+    """Count every request and time it from its arrival (app/request_context.py).
 
     Served on METRICS_PORT by gunicorn.conf.py, not here.
     """

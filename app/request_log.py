@@ -1,136 +1,63 @@
-"""Request ids and log lines: every response names its request, every log line is text or JSON.
+"""Log lines: every line is text or JSON, and names the request that caused it.
 
-A request keeps the client's X-Request-ID when it is sane ([A-Za-z0-9._-], at most 128
-characters) and gets a new one otherwise; the id is echoed on every response, put in every
-error body and on every log line the request causes, and rides with its SQL statements (see
-app/database/pool_metrics.py). With LOG_FORMAT=json each line is one JSON object; gunicorn's
-own lines and its access log go through the same formatter (gunicorn.conf.py).
+With LOG_FORMAT=json each line is one JSON object; gunicorn's own lines and its access log
+go through the same formatter (gunicorn.conf.py). A request's id and numbers come from its
+context (app/request_context.py); its SQL statements carry the id too (tagging.py).
 """
 
-import itertools
 import json
 import logging
-import os
-import re
-import secrets
-import threading
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, has_request_context, request
+from flask import Flask
+from flask.signals import appcontext_tearing_down
 
+from app import request_context
 from app.config import app_settings
-from app.database.pool_metrics import REQUEST_ID, ROUTE, STARTED_AT, USAGE
 from app.models.base import utc_timestamp
+from app.request_context import ENVIRON_KEY, RequestContext
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-# WSGI environ keys gunicorn's access log reads (as %({key}e)s atoms), next to ROUTE.
-STATUS, DB_WAIT_MS, DB_QUERIES = "app.status", "app.db_wait_ms", "app.db_queries"
 # The message of an access line; the request's fields follow it (as key=value, or JSON).
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s'
 
-# The id of the request this thread serves, for the log lines it causes.
-CURRENT = threading.local()
 
-
-class RequestIds:
-    """New request ids: a random prefix per process and a counter, cheaper than a uuid4."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        """A fresh prefix, so two processes (a fork) never hand out the same id."""
-        self.prefix = secrets.token_hex(8)
-        self.counter = itertools.count(1)
-
-    def new(self) -> str:
-        """The next id of this process."""
-        return f"{self.prefix}-{next(self.counter):x}"
-
-
-REQUEST_IDS = RequestIds()
-os.register_at_fork(after_in_child=REQUEST_IDS.reset)
-
-
-def request_id_from(header: str | None) -> str:
-    """The client's id when it is sane, else a new one: a malformed id is never echoed."""
-    if header and SANE_REQUEST_ID.fullmatch(header):
-        return header
-    return REQUEST_IDS.new()
-
-
-def current_request_id() -> str | None:
-    """The id of the request being served, for error bodies."""
-    return request.environ.get(REQUEST_ID) if has_request_context() else None
-
-
-class RequestLog:
-    """WSGI middleware: give the request its id, echo it, and log the request when slow.
-
-    Outside every other layer, so the header is on every response (404s, 405s, errors) and
-    the numbers it records are final: the session has been removed by the time it returns.
-    """
-
-    def __init__(self, wsgi_app, slow_request_ms: int):
-        self.wsgi_app = wsgi_app
-        self.slow_request_s = slow_request_ms / 1000 if slow_request_ms else None
-
-    def __call__(self, environ, start_response):
-        started = environ[STARTED_AT] = time.perf_counter()
-        request_id = environ[REQUEST_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        CURRENT.request_id = request_id
-
-        def start_response_with_id(status, headers, exc_info=None):
-            headers.append((REQUEST_ID_HEADER, request_id))
-            environ[STATUS] = status
-            return start_response(status, headers, exc_info)
-
-        try:
-            return self.wsgi_app(environ, start_response_with_id)
-        finally:
-            CURRENT.request_id = None
-            self.finish(environ, time.perf_counter() - started)
-
-    def finish(self, environ: dict, duration_s: float) -> None:
-        """Leave the database numbers for the access log; warn about a slow request."""
-        usage = environ.get(USAGE)
-        if usage is not None:
-            environ[DB_WAIT_MS] = round(usage.wait_s * 1000, 1)
-            environ[DB_QUERIES] = usage.queries
-        if self.slow_request_s is not None and duration_s >= self.slow_request_s:
-            fields = request_fields(environ, duration_s)
-            log.warning("slow request: %s ms", fields["duration_ms"], extra={"fields": fields})
-
-
-def request_fields(environ: Mapping, duration_s: float) -> dict[str, Any]:
+def request_fields(context: RequestContext, status: int | None, duration_s: float) -> dict:
     """A finished request's log fields."""
-    status = environ.get(STATUS)
     return {
-        "request_id": environ.get(REQUEST_ID),
-        "method": environ.get("REQUEST_METHOD"),
-        "route": environ.get(ROUTE) or environ.get("PATH_INFO"),
-        "status": int(status[:3]) if status else None,
+        "request_id": context.request_id,
+        "method": context.method,
+        "route": context.route or context.path,
+        "status": status,
         "duration_ms": round(duration_s * 1000, 1),
-        "db_wait_ms": environ.get(DB_WAIT_MS),
-        "db_queries": environ.get(DB_QUERIES),
+        "db_wait_ms": round(context.wait_s * 1000, 1),
+        "db_queries": context.queries,
     }
+
+
+def log_if_slow(app: Flask, **extra) -> None:
+    """Warn about the request this app context served if it took SLOW_REQUEST_MS or more."""
+    context = request_context.ending()
+    slow_request_ms = app_settings(app).slow_request_ms
+    if context is None or not slow_request_ms:
+        return
+    duration_s = context.duration_s()
+    if duration_s * 1000 >= slow_request_ms:
+        fields = request_fields(context, context.status, duration_s)
+        log.warning("slow request: %s ms", fields["duration_ms"], extra={"fields": fields})
 
 
 def access_fields(atoms: Mapping) -> dict[str, Any]:
     """A request's log fields from gunicorn's access log atoms (its %(x)s names)."""
-    environ = {
-        key: atoms.get("{%s}e" % key.lower())  # noqa: UP031 (gunicorn's atom names)
-        for key in (REQUEST_ID, ROUTE, STATUS, DB_WAIT_MS, DB_QUERIES, "PATH_INFO")
-    }
-    environ["REQUEST_METHOD"] = atoms.get("m")
-    environ[STATUS] = atoms.get("s")
-    return request_fields(environ, int(atoms.get("D", 0)) / 1_000_000)
+    status = int(atoms["s"][:3]) if atoms.get("s") else None
+    duration_s = int(atoms.get("D", 0)) / 1_000_000
+    context = atoms.get("{%s}e" % ENVIRON_KEY)  # noqa: UP031 (gunicorn's atom names)
+    if context is None:  # gunicorn answered without the app (a request it could not parse).
+        context = RequestContext(None, atoms.get("m"), atoms.get("U"), None)
+    return request_fields(context, status, duration_s)
 
 
 def line_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -139,9 +66,9 @@ def line_fields(record: logging.LogRecord) -> dict[str, Any]:
     if fields is None and record.name == "gunicorn.access" and isinstance(record.args, Mapping):
         fields = access_fields(record.args)
     fields = {key: value for key, value in (fields or {}).items() if value is not None}
-    request_id = getattr(CURRENT, "request_id", None)
-    if request_id and "request_id" not in fields:
-        fields["request_id"] = request_id
+    context = request_context.current()
+    if context is not None and "request_id" not in fields:
+        fields["request_id"] = context.request_id
     return fields
 
 
@@ -219,7 +146,7 @@ def configure_logging(log_format: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Give every request an id and a log line; format the app's logs as LOG_FORMAT says."""
-    settings = app_settings(app)
-    configure_logging(settings.log_format)
-    app.wsgi_app = RequestLog(app.wsgi_app, settings.slow_request_ms)
+    """Format the app's logs as LOG_FORMAT says, and log each slow request."""
+    configure_logging(app_settings(app).log_format)
+    # Sent after every teardown_appcontext function: the request's numbers are final.
+    appcontext_tearing_down.connect(log_if_slow, app)

@@ -4,7 +4,12 @@ import json
 import time
 
 import pytest
+import sqlalchemy as sa
+from flask import current_app
 
+from app import create_app
+from app.database import dispose_engines
+from app.extensions import db
 from tests.probes import wait_for_pool_counts
 from tests.servers import GunicornServer
 from tests.test_metrics import sample
@@ -84,3 +89,21 @@ def test_a_quick_request_is_no_leak(leaky_server):
     assert not log_lines(leaky_server.output(), "DB_LEAK_DETECTION_THRESHOLD")
     # Present at 0, not absent: an alert on increase() sees the first leak only as a step.
     assert 'db_client_connection_leaks_total{pool_name="request"} 0.0' in leaky_server.metrics()
+
+
+def test_an_app_context_pushed_inside_a_request_leaves_its_connections_alone(database_url, caplog):
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test"})
+
+    def nested():
+        db.session.execute(sa.text("SELECT 1"))
+        with current_app.app_context():  # Its teardown is not the request's end.
+            pass
+        return {"still": db.session.scalar(sa.text("SELECT 2"))}
+
+    app.add_url_rule("/test/nested", "nested", nested)
+    try:
+        response = app.test_client().get("/test/nested")
+    finally:
+        dispose_engines(app, close=True)
+    assert (response.status_code, response.json) == (200, {"still": 2})
+    assert "when its request ended" not in caplog.text

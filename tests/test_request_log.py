@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from app.request_log import JsonFormatter, TextFormatter, request_id_from
+from app.request_context import RequestContext, request_id_from
+from app.request_log import JsonFormatter, TextFormatter
 from tests.pg import admin_execute
 from tests.servers import GunicornServer, run_gunicorn_expecting_exit
 
@@ -75,15 +76,9 @@ def test_json_lines_carry_time_level_logger_message_and_fields():
 
 
 def test_json_access_lines_read_gunicorns_atoms():
-    atoms = {
-        "m": "GET",
-        "s": "404",
-        "D": "2500",
-        "{app.request_id}e": "r2",
-        "{app.route}e": "/api/services/<id:service_id>",
-        "{app.db_wait_ms}e": 0.3,
-        "{app.db_queries}e": 1,
-    }
+    context = RequestContext("r2", "GET", "/api/services/7", "/api/services/<id:service_id>")
+    context.wait_s, context.queries = 0.0003, 1
+    atoms = {"m": "GET", "s": "404", "D": "2500", "{app.request}e": context}
     made = record("gunicorn.access", "%(m)s %(s)s", ())
     made.args = atoms
     line = json.loads(JsonFormatter().format(made))

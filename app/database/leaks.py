@@ -19,6 +19,9 @@ from pathlib import Path
 from prometheus_client import Counter
 from sqlalchemy import exc as sa_exc
 
+from app import request_context
+from app.database.describe import describe
+
 log = logging.getLogger(__name__)
 
 LEAKS = Counter(
@@ -28,20 +31,20 @@ LEAKS = Counter(
 )
 # Frames of the pool's machinery tell the reader nothing about who took the connection.
 SQLALCHEMY_FILES = f"{os.sep}sqlalchemy{os.sep}"
-OWN_FILES = frozenset({__file__, str(Path(__file__).with_name("pool_metrics.py"))})
+OWN_FILES = frozenset({__file__, str(Path(__file__).with_name("pool_watch.py"))})
 
 
 class Checkout:
     """One connection out of a pool: since when, by which request, from which stack."""
 
-    __slots__ = ("frame", "pool_name", "proxy", "reported", "started_at", "threshold_s", "usage")
+    __slots__ = ("frame", "pool_name", "proxy", "reported", "request", "started_at", "threshold_s")
 
-    def __init__(self, pool_name: str, proxy, usage, threshold_s: float):
+    def __init__(self, pool_name: str, proxy, request, threshold_s: float):
         self.pool_name = pool_name
         self.started_at = time.perf_counter()
-        self.usage = usage
+        self.request = request
         # Held only for a request's checkouts, so it can be returned when the request ends.
-        self.proxy = proxy if usage is not None else None
+        self.proxy = proxy if request is not None else None
         # The frame, not its formatted stack: O(1) to take, formatted only if it is reported.
         self.frame = inspect.currentframe() if threshold_s else None
         self.threshold_s = threshold_s
@@ -53,20 +56,23 @@ class Checkout:
 
     def fields(self, now: float | None = None) -> dict:
         """What a log line says about this checkout."""
-        request = self.usage.describe() if self.usage is not None else {"request_id": None}
+        request = self.request
         return {
             "pool_name": self.pool_name,
-            **request,
+            "request_id": request and request.request_id,
+            "method": request and request.method,
+            "path": request and request.path,
+            "route": request and request.route,
             "held_ms": round(self.held_s(now) * 1000),
             "stack": format_stack(self.frame) if self.frame else None,
         }
 
 
-def open_checkout(pool_name: str, proxy, usage, threshold_s: float) -> Checkout:
+def open_checkout(pool_name: str, proxy, request, threshold_s: float) -> Checkout:
     """Record a checkout: for its request, and for the sweeper when a threshold is set."""
-    checkout = Checkout(pool_name, proxy, usage, threshold_s)
-    if usage is not None:
-        usage.checkouts.add(checkout)
+    checkout = Checkout(pool_name, proxy, request, threshold_s)
+    if request is not None:
+        request.checkouts.add(checkout)
     return checkout
 
 
@@ -74,8 +80,8 @@ def close_checkout(checkout: Checkout) -> float:
     """Forget a checkout at its checkin; say so if it had been reported. Return seconds held."""
     held_s = checkout.held_s()
     checkout.frame = None  # The frames' locals hold the connection: let them go.
-    if checkout.usage is not None:
-        checkout.usage.checkouts.discard(checkout)
+    if checkout.request is not None:
+        checkout.request.checkouts.discard(checkout)
         checkout.proxy = None
     if checkout.reported:
         fields = checkout.fields()
@@ -111,15 +117,20 @@ def sweep(checkouts: Iterable[Checkout]) -> None:
             )
 
 
-def return_leftovers(usage) -> None:
-    """Return the connections a finished request still holds, logging and counting each."""
-    for checkout in tuple(usage.checkouts):
+def return_request_leftovers(app, **extra) -> None:
+    """Return the connections a finished request still holds, logging and counting each.
+
+    Flask's appcontext_tearing_down: the session has been removed by then, so a connection
+    the request still holds came from a path outside the session.
+    """
+    request = request_context.ending()
+    for checkout in tuple(request.checkouts if request else ()):
         proxy = checkout.proxy
         report(checkout, "connection still checked out %d ms when its request ended; returned")
         try:
             proxy.close()
         except sa_exc.SQLAlchemyError as error:
-            log.warning("could not return a leaked connection: %s", str(error).splitlines()[0])
+            log.warning("could not return a leaked connection: %s", describe(error))
 
 
 def format_stack(frame) -> str:

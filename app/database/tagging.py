@@ -13,16 +13,16 @@ instructions, more than a third of the read (README, "Performance").
 
 from psycopg2.extensions import cursor as Psycopg2Cursor
 
-from app.database.pool_metrics import current_usage
+from app import request_context
 
 
 def tagged(statement):
     """statement with the current request's id appended, counted as one of its queries."""
-    usage = current_usage()
-    if usage is None or not isinstance(statement, str):
+    context = request_context.current()
+    if context is None or not isinstance(statement, str):
         return statement
-    usage.queries += 1
-    return f"{statement} /* request_id={usage.request_id} */"
+    context.queries += 1
+    return f"{statement} /* request_id={context.request_id} */"
 
 
 class RequestTaggingCursor(Psycopg2Cursor):
