@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings, is_postgresql
+from app.database.pool_watch import TimedQueuePool
 from app.database.tagging import RequestTaggingCursor
 from app.database.timeouts import startup_options
 
@@ -33,6 +34,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if is_in_memory_sqlite(settings.database_url):
         return options  # Flask-SQLAlchemy shares one connection (StaticPool): nothing to size.
     options.update(
+        poolclass=TimedQueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,

@@ -1,8 +1,8 @@
 """The app's pool metrics: listeners on both engines, and a monitor thread in each process.
 
-install_pool_metrics (database.init_app) gives the request engine its TimedQueuePool
-(pool_watch.py), and has each request start the pool metrics in its process if they are
-not yet (gunicorn's post_worker_init starts them before a worker's first request) and give
+The request engine times its checkouts in a TimedQueuePool (pool_watch.py, chosen by
+engine_options). install_pool_metrics (database.init_app) has each request start the pool
+metrics in its process if they are not yet (gunicorn's post_worker_init starts them before a worker's first request) and give
 back the connections it kept. The monitor publishes the pool counts once a second, so a
 request writes no gauge, and sweeps for leaks. A thread does not survive a fork: what was
 started in another process (gunicorn's master) starts again, from zero, where it serves.
@@ -24,7 +24,6 @@ from app.database.pool_watch import (
     MAX_CONNECTIONS,
     REQUEST_POOL,
     PoolWatch,
-    TimedQueuePool,
 )
 from app.extensions import db
 
@@ -144,13 +143,7 @@ MONITOR = PoolMonitor()
 
 
 def install_pool_metrics(app: Flask) -> None:
-    """Give the request engine a TimedQueuePool, and account for each request's database use.
-
-    Call it after SQLALCHEMY_ENGINE_OPTIONS is set and before the engines are made.
-    """
-    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-    if "pool_size" in options and "poolclass" not in options:
-        options["poolclass"] = TimedQueuePool
+    """Account for each request's database use, and start the metrics with the first request."""
     app.extensions["pool_metrics"] = PoolMetrics(app)
     request_started.connect(start_pool_metrics, app)
     # Sent after every teardown_appcontext function: the session has given its connection back.
