@@ -10,6 +10,7 @@ SPEC_ROUTES = {
     "/api/auth/register": {"post"},
     "/api/auth/login": {"post"},
     "/api/auth/logout": {"post"},
+    "/api/auth/logout-all": {"post"},
     "/api/user/profile": {"get", "patch"},
     "/api/services": {"get", "post"},
     "/api/services/{service_id}": {"get", "put", "patch", "delete"},
