@@ -8,6 +8,7 @@ is an AttributeError a type checker sees, not a missing key.
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
@@ -107,11 +108,29 @@ def application_name(value: Any) -> str:
     return name
 
 
+# What a browser sends as Origin: scheme://host[:port], nothing after it; a host name, an IPv4
+# address or a bracketed IPv6 one.
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(?P<port>[0-9]{1,5}))?")
+
+
 def origins(value: Any) -> tuple[str, ...]:
-    """Split a comma-separated list of origins."""
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    return tuple(origin.strip() for origin in str(value).split(",") if origin.strip())
+    """A comma-separated list of browser origins, each exactly as a browser sends it.
+
+    An origin with a path, a trailing slash or no scheme would never equal a browser's
+    Origin header and so silently allow nothing; "*" is refused rather than allowing
+    every site: list each origin.
+    """
+    listed = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(origin(each) for each in listed if each.strip())
+
+
+def origin(value: str) -> str:
+    """One origin, in lower case as browsers send it, or ValueError."""
+    lowered = value.strip().lower()
+    match = ORIGIN.fullmatch(lowered)
+    if match is None or int(match["port"] or 1) > 65535:
+        raise ValueError
+    return lowered
 
 
 def text(value: Any) -> str:
@@ -189,7 +208,12 @@ class Settings:
     gunicorn_threads: int = setting(1, integer(1, 1000), "a whole number from 1 to 1000")
     port: int = setting(8000, PORT_NUMBER, "a port number from 1 to 65535")
     secret_key: str = setting(None, text, "a non-empty string")
-    cors_origins: tuple[str, ...] = setting("", origins, "comma-separated origins")
+    cors_origins: tuple[str, ...] = setting(
+        "",
+        origins,
+        "comma-separated origins such as https://app.example or http://localhost:3000"
+        " (scheme://host[:port], no path or trailing slash; not *)",
+    )
     token_ttl: int = setting(7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400")
     ratelimit_storage_uri: str = setting(
         "memory://", text, "a storage URI such as redis://host:6379"
