@@ -36,6 +36,18 @@ class ConfigError(SystemExit):
         self.name = name
 
 
+class UnsetSetting(ConfigError):
+    """A setting that must be given and was not (unset or empty)."""
+
+    def __init__(self, name: str, needed: str):
+        SystemExit.__init__(self, f"configuration error: {name} is unset; {needed}")
+        self.name = name
+
+
+# How to make a SECRET_KEY, said where one is missing.
+SECRET_KEY_RECIPE = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
 def integer(low: int, high: int) -> Callable[[Any], int]:
     """A parser for a whole number in [low, high]."""
 
@@ -207,7 +219,7 @@ class Settings:
     web_concurrency: int = setting(2, integer(1, 256), "a whole number from 1 to 256")
     gunicorn_threads: int = setting(1, integer(1, 1000), "a whole number from 1 to 1000")
     port: int = setting(8000, PORT_NUMBER, "a port number from 1 to 65535")
-    secret_key: str = setting(None, text, "a non-empty string")
+    secret_key: str = setting(None, text, f"a non-empty string (make one with {SECRET_KEY_RECIPE})")
     cors_origins: tuple[str, ...] = setting(
         "",
         origins,
@@ -269,8 +281,10 @@ def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
         settings = replace(settings, database_url=sqlite_default())
     if settings.secret_key is None:
         if not development:
-            raise ConfigError(
-                "SECRET_KEY", "a non-empty string (required outside development)", None
+            raise UnsetSetting(
+                "SECRET_KEY",
+                "outside development (DATABASE_URL set, FLASK_DEBUG not 1) every process"
+                f" needs the same key: make one with {SECRET_KEY_RECIPE} and export it",
             )
         settings = replace(settings, secret_key=secrets.token_hex(32))
     if settings.behind_pgbouncer and not is_postgresql(settings.database_url):
