@@ -275,8 +275,7 @@ def read(spec: Field, raw: Any) -> Any:
 
 def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
     """Fill the defaults that depend on other settings (unset until here: None)."""
-    debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
-    development = settings.database_url is None or debug
+    development = in_development(environ)
     if settings.database_url is None:
         settings = replace(settings, database_url=sqlite_default())
     if settings.secret_key is None:
@@ -297,6 +296,12 @@ def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
         # gunicorn.conf.py makes json its own default.
         settings = replace(settings, log_format="text")
     return settings
+
+
+def in_development(environ: Mapping[str, Any] = os.environ) -> bool:
+    """Development: DATABASE_URL unset (SQLite in instance/), or FLASK_DEBUG=1."""
+    debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
+    return environ.get("DATABASE_URL") is None or debug
 
 
 def is_postgresql(url: str) -> bool:

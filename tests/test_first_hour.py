@@ -2,13 +2,17 @@
 
 import json
 import os
+import socket
 import subprocess
+import tempfile
+import time
 
 import pytest
 
 from deploy.ports import free_port
+from deploy.stack import LOCAL_REDIS
 from tests import pg
-from tests.servers import ROOT
+from tests.servers import GUNICORN, ROOT, GunicornServer
 from tests.test_stack import installed_venv_view
 
 pytestmark = pytest.mark.process
@@ -111,3 +115,116 @@ def test_db_info_text_reads_as_words_not_python(tmp_path, database_url):
         assert shown in finished.stdout
     values = [line.split(": ", 1)[-1] for line in finished.stdout.splitlines()]
     assert not [value for value in values if value.startswith(PYTHON_REPRS)], finished.stdout
+
+
+def gunicorn_run(server: GunicornServer, timeout_s: float = 30) -> tuple[int, str]:
+    """Run server's gunicorn command to its end (it should refuse); its code and output."""
+    finished = subprocess.run(
+        server.command, cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=timeout_s
+    )
+    return finished.returncode, finished.stdout + finished.stderr
+
+
+def json_lines(output: str) -> list[dict]:
+    """Every line of a gunicorn log as the JSON object it must be."""
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_a_taken_port_is_named_once_in_json_before_gunicorn_listens(server_database_url):
+    server = GunicornServer({"DATABASE_URL": server_database_url})
+    with socket.create_server(("127.0.0.1", server.port)):
+        code, output = gunicorn_run(server)
+    assert code != 0
+    errors = [line["message"] for line in json_lines(output) if line["level"] == "ERROR"]
+    assert errors == [
+        f"refusing to start: PORT {server.port}: 127.0.0.1:{server.port} is already in use;"
+        " stop what holds it"
+    ]
+    assert "Connection in use" not in output and "Listening at" not in output
+
+
+def test_a_taken_metrics_port_is_named_in_json_before_gunicorn_listens(server_database_url):
+    server = GunicornServer({"DATABASE_URL": server_database_url})
+    with socket.create_server(("127.0.0.1", server.metrics_port)):
+        code, output = gunicorn_run(server)
+    assert code != 0
+    errors = [line["message"] for line in json_lines(output) if line["level"] == "ERROR"]
+    assert errors == [
+        f"refusing to start: METRICS_PORT {server.metrics_port} on 127.0.0.1: Address already"
+        " in use; set METRICS_PORT to a free port"
+    ]
+    assert "Listening at" not in output
+
+
+@pytest.mark.parametrize(("storage", "warned"), [("memory://", True), (LOCAL_REDIS, False)])
+def test_start_up_says_when_each_worker_counts_rate_limits_alone(
+    server_database_url, storage, warned
+):
+    env = {"DATABASE_URL": server_database_url, "WEB_CONCURRENCY": "2"}
+    with GunicornServer({**env, "RATELIMIT_STORAGE_URI": storage}) as server:
+        output = server.output()
+    warning = "each of the 2 workers counts alone and every limit is 2 times looser"
+    assert (warning in output) is warned, output
+    if warned:
+        assert "2 × 5 = 10 wrong passwords for one account from one address" in output
+
+
+def listening_address(env: dict[str, str], *command: str, timeout_s: float = 60) -> str:
+    """Start command (gunicorn, or bin/dev serve), return where it says it listens, stop it."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return wait_for_listening_line(process, log, timeout_s)
+        finally:
+            process.terminate()
+            process.wait(40)
+
+
+def wait_for_listening_line(process: subprocess.Popen, log, timeout_s: float) -> str:
+    """The address in gunicorn's "Listening at" line of log, once it is there."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        log.seek(0)
+        for line in log.read().splitlines():
+            if "Listening at: " in line:
+                return line.split("Listening at: ", 1)[1].split(" ", 1)[0]
+        time.sleep(0.2)
+    log.seek(0)
+    raise AssertionError(log.read()[-3000:])
+
+
+@pytest.mark.parametrize(
+    ("hops", "host"),
+    [("0", "0.0.0.0"), ("1", "127.0.0.1")],
+)
+def test_gunicorn_listens_on_loopback_only_when_it_trusts_a_proxy(server_database_url, hops, host):
+    server = GunicornServer({"DATABASE_URL": server_database_url, "TRUSTED_PROXY_HOPS": hops})
+    address = listening_address(server.env, GUNICORN, "-c", "gunicorn.conf.py")
+    assert address == f"http://{host}:{server.port}"
+
+
+def test_bin_dev_serve_listens_on_loopback_only(tmp_path, server_database_url):
+    port = free_port()
+    env = {
+        **os.environ,
+        "VENV": str(installed_venv_view(tmp_path)),
+        "DATABASE_URL": server_database_url,
+        "SECRET_KEY": "first-hour",
+        "PORT": str(port),
+        "METRICS_PORT": str(free_port()),
+    }
+    serve = str(ROOT / "bin" / "dev")
+    assert listening_address(env, serve, "serve") == f"http://127.0.0.1:{port}"
+
+
+def test_sqlite_counts_each_requests_statements_and_shutdown_logs_no_pool_notes(tmp_path):
+    database = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    migrated = bin_dev_flask(tmp_path, "db", "upgrade", DATABASE_URL=database, SECRET_KEY="s")
+    assert migrated.returncode == 0, migrated.stderr
+    with GunicornServer({"DATABASE_URL": database, "WEB_CONCURRENCY": "2"}) as server:
+        assert server.get("/api/services").status_code == 200
+        server.stop()
+        output = server.output()
+    access = [line for line in json_lines(output) if line.get("route") == "/api/services"]
+    assert access and access[0]["db_queries"] >= 1
+    assert "Current Overflow" not in output and "Pool recreating" not in output
