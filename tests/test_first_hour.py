@@ -130,30 +130,28 @@ def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def test_a_taken_port_is_named_once_in_json_before_gunicorn_listens(server_database_url):
+@pytest.mark.parametrize(
+    ("variable", "refusal"),
+    [
+        ("PORT", "PORT {port}: 127.0.0.1:{port} is already in use; stop what holds it"),
+        (
+            "METRICS_PORT",
+            "METRICS_PORT {port} on 127.0.0.1: Address already in use;"
+            " set METRICS_PORT to a free port",
+        ),
+    ],
+)
+def test_a_taken_port_is_named_once_in_json_before_gunicorn_listens(
+    server_database_url, variable, refusal
+):
     server = GunicornServer({"DATABASE_URL": server_database_url})
-    with socket.create_server(("127.0.0.1", server.port)):
+    port = int(server.env[variable])
+    with socket.create_server(("127.0.0.1", port)):
         code, output = gunicorn_run(server)
     assert code != 0
     errors = [line["message"] for line in json_lines(output) if line["level"] == "ERROR"]
-    assert errors == [
-        f"refusing to start: PORT {server.port}: 127.0.0.1:{server.port} is already in use;"
-        " stop what holds it"
-    ]
+    assert errors == ["refusing to start: " + refusal.format(port=port)]
     assert "Connection in use" not in output and "Listening at" not in output
-
-
-def test_a_taken_metrics_port_is_named_in_json_before_gunicorn_listens(server_database_url):
-    server = GunicornServer({"DATABASE_URL": server_database_url})
-    with socket.create_server(("127.0.0.1", server.metrics_port)):
-        code, output = gunicorn_run(server)
-    assert code != 0
-    errors = [line["message"] for line in json_lines(output) if line["level"] == "ERROR"]
-    assert errors == [
-        f"refusing to start: METRICS_PORT {server.metrics_port} on 127.0.0.1: Address already"
-        " in use; set METRICS_PORT to a free port"
-    ]
-    assert "Listening at" not in output
 
 
 @pytest.mark.parametrize(("storage", "warned"), [("memory://", True), (LOCAL_REDIS, False)])
