@@ -215,7 +215,7 @@ def test_bin_dev_serve_listens_on_loopback_only(tmp_path, server_database_url):
     assert listening_address(env, serve, "serve") == f"http://127.0.0.1:{port}"
 
 
-def test_sqlite_counts_each_requests_statements_and_shutdown_logs_no_pool_notes(tmp_path):
+def test_sqlite_counts_statements_misses_no_server_limit_and_stops_without_pool_notes(tmp_path):
     database = f"sqlite:///{tmp_path / 'app.sqlite'}"
     migrated = bin_dev_flask(tmp_path, "db", "upgrade", DATABASE_URL=database, SECRET_KEY="s")
     assert migrated.returncode == 0, migrated.stderr
@@ -226,3 +226,4 @@ def test_sqlite_counts_each_requests_statements_and_shutdown_logs_no_pool_notes(
     access = [line for line in json_lines(output) if line.get("route") == "/api/services"]
     assert access and access[0]["db_queries"] >= 1
     assert "Current Overflow" not in output and "Pool recreating" not in output
+    assert "server limits not checked" not in output, "SQLite has none to miss"
