@@ -20,20 +20,25 @@ os.environ.setdefault("LOG_FORMAT", "json")
 
 from prometheus_client import multiprocess
 
-from app.config import load_settings
+from app.api.auth import LOGINS_PER_EMAIL_AND_CLIENT
+from app.config import in_development, load_settings
 from app.database import dispose_engines
 from app.database.budget import assess_budget
 from app.database.health import HealthProbe
 from app.database.pool_metrics import start_pool_metrics
 from app.database.timeouts import settings_warnings
 from app.metrics import serve_metrics
+from app.rate_limits import per_worker_warning
 from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
+from deploy.ports import address_taken
 
 # A bad variable stops the master here with one line, before any worker boots.
 settings = load_settings()
 
 wsgi_app = "wsgi:app"
-bind = f"0.0.0.0:{settings.port}"
+# With proxies trusted, whoever reaches this port may claim any client address: loopback
+# only, unless a --bind says otherwise (README, "Running in production").
+bind = f"{'127.0.0.1' if settings.trusted_proxy_hops else '0.0.0.0'}:{settings.port}"
 workers = settings.web_concurrency
 threads = settings.gunicorn_threads
 worker_class = "gthread" if threads > 1 else "sync"
@@ -56,8 +61,12 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a deployment whose worst case exceeds the budget, PgBouncer or the server."""
+    """Refuse taken ports and a deployment over budget; warn of limits looser than they say.
+
+    Before gunicorn binds: a taken port is named once, not retried five times.
+    """
     clear_metrics()
+    refuse_taken_addresses(server)
     probe = HealthProbe(settings)
     verdict, _, _ = assess_budget(settings, probe.server_engine)
     for warning in verdict.warnings:
@@ -69,16 +78,54 @@ def on_starting(server):
     server.log.info("connection budget: %s, within limits", verdict.arithmetic)
     for warning in settings_warnings(probe.engine, settings):
         server.log.warning("server settings: %s", warning)
+    warn_if_limits_are_per_worker(server)
+    serve_metrics_or_refuse(server)
 
 
-def when_ready(server):
-    """Serve /metrics on METRICS_BIND:METRICS_PORT from the master, before any worker forks."""
+def refuse_taken_addresses(server):
+    """Stop with one line when an address gunicorn is to listen on is taken."""
+    # Sockets handed over by a re-exec (USR2) or systemd are ours, and in use by design.
+    if server.cfg.reuse_port or "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ:
+        return
+    for host, port in tcp_addresses(server.cfg.bind):
+        if address_taken(host, port):
+            named = f"PORT {port}" if port == settings.port else f"--bind {host}:{port}"
+            refuse(server, f"{named}: {host}:{port} is already in use; stop what holds it")
+
+
+def tcp_addresses(binds):
+    """(host, port) of each host:port bind; unix sockets and fd:// ones are skipped."""
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")) or ":" not in bind:
+            continue
+        host, port = bind.rsplit(":", 1)
+        yield host.strip("[]"), int(port)
+
+
+def warn_if_limits_are_per_worker(server):
+    """Warn when each worker counts rate limits alone (memory://), outside development."""
+    warning = per_worker_warning(settings, LOGINS_PER_EMAIL_AND_CLIENT)
+    if warning and not in_development():
+        server.log.warning("rate limits: %s", warning)
+
+
+def serve_metrics_or_refuse(server):
+    """Serve /metrics on METRICS_BIND:METRICS_PORT from the master, before gunicorn listens."""
     port, address = settings.metrics_port, settings.metrics_bind
     try:
         serve_metrics(port, address)
     except OSError as error:
-        sys.exit(f"refusing to start: METRICS_PORT {port} on {address}: {error.strerror}")
+        refuse(
+            server,
+            f"METRICS_PORT {port} on {address}: {error.strerror}; set METRICS_PORT to a free port",
+        )
     server.log.info("metrics on http://%s:%s/metrics", address, port)
+
+
+def refuse(server, reason):
+    """Log reason as gunicorn's other lines are (LOG_FORMAT), and stop before listening."""
+    server.log.error("refusing to start: %s", reason)
+    sys.exit(1)
 
 
 def post_fork(server, worker):

@@ -1,5 +1,6 @@
 """Operator commands: db-info, seed, create-admin, purge; and `flask shell`'s namespace."""
 
+import functools
 import json
 import re
 from datetime import datetime, timedelta
@@ -8,13 +9,16 @@ from typing import Any
 import click
 import marshmallow as ma
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.cli import with_appcontext
 
 from app import models
 from app.config import app_settings
-from app.database import health_probe, transaction
+from app.database import MIGRATIONS_DIR, health_probe, transaction
 from app.database.budget import assess_budget
+from app.database.describe import describe
 from app.database.health import health_report
 from app.database.timeouts import settings_warnings
 from app.extensions import db
@@ -41,6 +45,44 @@ POOL_SETTINGS = (
 )
 
 
+# Alembic's own table, read directly: its MigrationContext logs at INFO on every command.
+VERSION_TABLE = "alembic_version"
+
+
+def needs_migrated_schema(command):
+    """Run command only once the database is reachable and migrated; else stop with one line."""
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        if not schema_is_current():
+            raise click.ClickException(
+                "the database has no schema, or an old one: run flask db upgrade"
+            )
+        return command(*args, **kwargs)
+
+    return checked
+
+
+def schema_is_current() -> bool:
+    """Whether the database is at the latest revision of migrations/."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    latest = set(ScriptDirectory.from_config(config).get_heads())
+    try:
+        with db.engine.connect() as connection:
+            current = applied_revisions(connection)
+    except sa.exc.OperationalError as error:
+        raise click.ClickException(f"cannot reach the database: {describe(error)}") from None
+    return current == latest
+
+
+def applied_revisions(connection: sa.Connection) -> set[str]:
+    """The revisions Alembic's version table records (none: never migrated)."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return set()
+    return set(connection.scalars(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")))
+
+
 @click.command("db-info")
 @with_appcontext
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -53,7 +95,7 @@ def db_info(as_json: bool) -> None:
     for section, values in info.items():
         click.echo(f"{section}:")
         for key, value in flatten(values):
-            click.echo(f"  {key}: {value}")
+            click.echo(f"  {key}: {as_text(value)}")
     if info["budget"]["errors"]:
         raise SystemExit(1)
 
@@ -80,6 +122,18 @@ def collect_db_info() -> dict[str, Any]:
     }
 
 
+def as_text(value: Any) -> str:
+    """A value as an operator reads it: yes/no, unset, a list separated by semicolons."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "unset"
+    if isinstance(value, list | tuple):
+        # Semicolons: the items are often sentences with commas of their own (warnings).
+        return "; ".join(as_text(each) for each in value) or "none"
+    return str(value)
+
+
 def flatten(values: Any, prefix: str = ""):
     """Yield (dotted key, value) pairs of nested dictionaries."""
     if not isinstance(values, dict):
@@ -103,13 +157,29 @@ DEMO_BENEFITS = (
 
 @click.command("seed")
 @with_appcontext
+@needs_migrated_schema
 def seed() -> None:
     """Load demo services and benefits, idempotently: running it twice changes nothing."""
     with transaction() as session:
         services = sum(seed_service(session, *row) for row in DEMO_SERVICES)
         session.flush()
         benefits = sum(seed_benefit(session, *row) for row in DEMO_BENEFITS)
-    click.echo(f"seed: {services} services and {benefits} benefits added, the rest already there")
+    click.echo(f"seed: {seed_summary(services, benefits)}")
+
+
+def seed_summary(services: int, benefits: int) -> str:
+    """What seed added, and whether some of the demo rows were there before."""
+    if services == benefits == 0:
+        return "nothing added; the demo services and benefits are already there"
+    added = f"added {plural(services, 'service')} and {plural(benefits, 'benefit')}"
+    if (services, benefits) == (len(DEMO_SERVICES), len(DEMO_BENEFITS)):
+        return added
+    return f"{added}; the others were already there"
+
+
+def plural(count: int, noun: str) -> str:
+    """count and noun, the noun in the plural unless count is 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def seed_service(session, name: str, description: str, price_cents: int) -> bool:
@@ -157,6 +227,7 @@ def as_the_api_takes(field: ma.fields.Field):
 )
 @click.option("--name", default=None, help="Display name of a new admin (default: from EMAIL).")
 @with_appcontext
+@needs_migrated_schema
 def create_admin(email: str, password: str, name: str | None) -> None:
     """Make EMAIL an admin: create the user, or promote and re-password an existing one."""
     with transaction() as session:
@@ -203,6 +274,7 @@ def retention(name: str, help_text: str):
     help="Rows deleted per transaction.",
 )
 @with_appcontext
+@needs_migrated_schema
 def purge(token_retention: timedelta, idempotency_retention: timedelta, batch_size: int) -> None:
     """Delete expired or revoked tokens and old idempotency keys, a small batch at a time.
 

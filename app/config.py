@@ -8,6 +8,7 @@ is an AttributeError a type checker sees, not a missing key.
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
@@ -33,6 +34,18 @@ class ConfigError(SystemExit):
     def __init__(self, name: str, accepts: str, value: Any):
         super().__init__(f"configuration error: {name}={value!r} is invalid; it accepts {accepts}")
         self.name = name
+
+
+class UnsetSetting(ConfigError):
+    """A setting that must be given and was not (unset or empty)."""
+
+    def __init__(self, name: str, needed: str):
+        SystemExit.__init__(self, f"configuration error: {name} is unset; {needed}")
+        self.name = name
+
+
+# How to make a SECRET_KEY, said where one is missing.
+SECRET_KEY_RECIPE = "python -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 def integer(low: int, high: int) -> Callable[[Any], int]:
@@ -107,11 +120,29 @@ def application_name(value: Any) -> str:
     return name
 
 
+# What a browser sends as Origin: scheme://host[:port], nothing after it; a host name, an IPv4
+# address or a bracketed IPv6 one.
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:(?P<port>[0-9]{1,5}))?")
+
+
 def origins(value: Any) -> tuple[str, ...]:
-    """Split a comma-separated list of origins."""
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    return tuple(origin.strip() for origin in str(value).split(",") if origin.strip())
+    """A comma-separated list of browser origins, each exactly as a browser sends it.
+
+    An origin with a path, a trailing slash or no scheme would never equal a browser's
+    Origin header and so silently allow nothing; "*" is refused rather than allowing
+    every site: list each origin.
+    """
+    listed = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(origin(each) for each in listed if each.strip())
+
+
+def origin(value: str) -> str:
+    """One origin, in lower case as browsers send it, or ValueError."""
+    lowered = value.strip().lower()
+    match = ORIGIN.fullmatch(lowered)
+    if match is None or int(match["port"] or 1) > 65535:
+        raise ValueError
+    return lowered
 
 
 def text(value: Any) -> str:
@@ -188,8 +219,13 @@ class Settings:
     web_concurrency: int = setting(2, integer(1, 256), "a whole number from 1 to 256")
     gunicorn_threads: int = setting(1, integer(1, 1000), "a whole number from 1 to 1000")
     port: int = setting(8000, PORT_NUMBER, "a port number from 1 to 65535")
-    secret_key: str = setting(None, text, "a non-empty string")
-    cors_origins: tuple[str, ...] = setting("", origins, "comma-separated origins")
+    secret_key: str = setting(None, text, f"a non-empty string (make one with {SECRET_KEY_RECIPE})")
+    cors_origins: tuple[str, ...] = setting(
+        "",
+        origins,
+        "comma-separated origins such as https://app.example or http://localhost:3000"
+        " (scheme://host[:port], no path or trailing slash; not *)",
+    )
     token_ttl: int = setting(7 * 86400, integer(60, 366 * 86400), "seconds from 60 to 31622400")
     ratelimit_storage_uri: str = setting(
         "memory://", text, "a storage URI such as redis://host:6379"
@@ -239,14 +275,15 @@ def read(spec: Field, raw: Any) -> Any:
 
 def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
     """Fill the defaults that depend on other settings (unset until here: None)."""
-    debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
-    development = settings.database_url is None or debug
+    development = in_development(environ)
     if settings.database_url is None:
         settings = replace(settings, database_url=sqlite_default())
     if settings.secret_key is None:
         if not development:
-            raise ConfigError(
-                "SECRET_KEY", "a non-empty string (required outside development)", None
+            raise UnsetSetting(
+                "SECRET_KEY",
+                "outside development (DATABASE_URL set, FLASK_DEBUG not 1) every process"
+                f" needs the same key: make one with {SECRET_KEY_RECIPE} and export it",
             )
         settings = replace(settings, secret_key=secrets.token_hex(32))
     if settings.behind_pgbouncer and not is_postgresql(settings.database_url):
@@ -259,6 +296,12 @@ def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
         # gunicorn.conf.py makes json its own default.
         settings = replace(settings, log_format="text")
     return settings
+
+
+def in_development(environ: Mapping[str, Any] = os.environ) -> bool:
+    """Development: DATABASE_URL unset (SQLite in instance/), or FLASK_DEBUG=1."""
+    debug = str(environ.get("FLASK_DEBUG", "")).strip().lower() in TRUE_WORDS
+    return environ.get("DATABASE_URL") is None or debug
 
 
 def is_postgresql(url: str) -> bool:

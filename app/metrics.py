@@ -50,7 +50,7 @@ def record_response(response):
 def serve_metrics(port: int, address: str):
     """Serve the Prometheus exposition on address:port, summed over gunicorn's workers.
 
-    Run in gunicorn's master (when_ready), which never serves a request: the workers write
+    Run in gunicorn's master (on_starting), which never serves a request: the workers write
     their samples to PROMETHEUS_MULTIPROC_DIR and this listener adds them up per scrape,
     away from the public port. Returns the server; an OSError if the port is taken.
     """

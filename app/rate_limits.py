@@ -22,7 +22,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from app.config import app_settings
+from app.config import Settings, app_settings
 from app.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 EXTENSION = "rate_limits"
 # After the shared storage fails, count in this process for this long before trying it again.
 STORAGE_RETRY_S = 5
+# The limits storage that lives in one process: each gunicorn worker has its own.
+PER_PROCESS_STORAGE = "memory://"
 Result = TypeVar("Result")
 
 
@@ -162,6 +164,20 @@ def limited(*rules: Limit):
         return counted
 
     return decorate
+
+
+def per_worker_warning(settings: Settings, login_limit: Limit) -> str | None:
+    """What start-up says when each worker counts alone, multiplying every limit."""
+    workers, allowed = settings.web_concurrency, login_limit.allowance.amount
+    if workers == 1 or not settings.ratelimit_storage_uri.startswith(PER_PROCESS_STORAGE):
+        return None
+    return (
+        f"RATELIMIT_STORAGE_URI is {settings.ratelimit_storage_uri}, so each of the"
+        f" {workers} workers counts alone and every limit is {workers} times looser"
+        f" ({workers} × {allowed} = {workers * allowed} wrong passwords for one account"
+        f" from one address before a 429, not {allowed}); set"
+        " RATELIMIT_STORAGE_URI=redis://… to share the counts"
+    )
 
 
 def init_app(app: Flask) -> None:

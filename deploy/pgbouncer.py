@@ -90,6 +90,12 @@ class PgBouncer:
             shutil.chown(self.folder, ADMIN_USER)
         return self.ini
 
+    def max_client_conn(self) -> str:
+        """The max_client_conn of the ini this instance runs (write_ini first)."""
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(self.ini)
+        return config["pgbouncer"]["max_client_conn"]
+
     @property
     def command(self) -> list[str]:
         """The foreground command line; as root, PgBouncer must be told whom to run as."""

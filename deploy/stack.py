@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+from limits.storage import storage_from_string
 from sqlalchemy.engine import make_url
 
 from app.config import Settings, load_settings
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
+from deploy.ports import address_taken
 from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,9 @@ LOOPBACK = "127.0.0.1"
 # Prometheus's own default port (PROMETHEUS_PORT moves it); its graph page is for the
 # operator at this machine.
 PROMETHEUS_ADDRESS = f"{LOOPBACK}:{os.environ.get('PROMETHEUS_PORT', '9090')}"
+# Redis's default address: used for rate limits when it answers and none is configured.
+LOCAL_REDIS_ADDRESS = f"{LOOPBACK}:6379"
+LOCAL_REDIS = f"redis://{LOCAL_REDIS_ADDRESS}/0?socket_timeout=1&socket_connect_timeout=1"
 
 
 @dataclass
@@ -108,7 +113,7 @@ def gunicorn_part(settings: Settings, database: dict[str, str]) -> Part:
     """gunicorn from gunicorn.conf.py on loopback only (clients come through nginx)."""
     address = f"{LOOPBACK}:{settings.port}"
     # One proxy in front: the app believes nginx's X-Forwarded-For, and nothing further.
-    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1", **database}
+    env = {**os.environ, "TRUSTED_PROXY_HOPS": "1", **database, **rate_limit_storage()}
     # Every worker must share one key; development's default is random per process.
     env.setdefault("SECRET_KEY", secrets.token_hex(32))
     return Part(
@@ -117,6 +122,23 @@ def gunicorn_part(settings: Settings, database: dict[str, str]) -> Part:
         ready=answers(f"http://{address}/api/health/live"),
         env=env,
     )
+
+
+def rate_limit_storage() -> dict[str, str]:
+    """RATELIMIT_STORAGE_URI for gunicorn: the caller's, else this machine's Redis if it answers.
+
+    With memory:// each worker counts alone, and every limit is that many times looser.
+    """
+    if "RATELIMIT_STORAGE_URI" in os.environ:
+        return {}
+    if not storage_from_string(LOCAL_REDIS).check():
+        print(
+            f"stack: no Redis at {LOCAL_REDIS_ADDRESS}: each worker counts rate limits alone",
+            flush=True,
+        )
+        return {}
+    print(f"stack: rate limits counted in Redis at {LOCAL_REDIS_ADDRESS}", flush=True)
+    return {"RATELIMIT_STORAGE_URI": LOCAL_REDIS}
 
 
 def nginx_part(
@@ -147,6 +169,8 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
         "DATABASE_URL": bouncer.url(make_url(server_url).database),
         "DATABASE_DIRECT_URL": server_url,
         "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+        # This machine is the only host: its share is all of PgBouncer's client connections.
+        "DB_CONNECTION_BUDGET": os.environ.get("DB_CONNECTION_BUDGET") or bouncer.max_client_conn(),
     }
 
 
@@ -226,6 +250,8 @@ def main() -> int:
     settings = load_settings()
     if settings.proxy_port == settings.port:
         sys.exit(f"stack: PROXY_PORT and PORT are both {settings.port}; nginx needs its own")
+    if address_taken(LOOPBACK, settings.proxy_port):
+        sys.exit(f"stack: PROXY_PORT {settings.proxy_port} on {LOOPBACK} is already in use")
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     folder = Path(tempfile.mkdtemp(prefix="stack-"))

@@ -1,10 +1,12 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
 from app.config import app_settings
+from app.database.describe import describe
 from app.database.engine import pool_less_engine
 
 # this is the Alembic Config object, which provides
@@ -115,7 +117,11 @@ def migration_connection():
     if settings.database_direct_url:
         name = settings.db_application_name + "/migrate"
         engine = pool_less_engine(settings, settings.database_direct_url, name)
-    connection = engine.connect()
+    try:
+        connection = engine.connect()
+    except sa.exc.OperationalError as error:
+        # One line, as the other commands say it, instead of the driver's traceback.
+        raise SystemExit(f"Error: cannot reach the database: {describe(error)}") from None
     return connection.execution_options(isolation_level=connection.default_isolation_level)
 
 

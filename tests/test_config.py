@@ -31,6 +31,24 @@ INVALID = [
     ("PORT", "70000", "a port number from 1 to 65535"),
     ("TOKEN_TTL", "10", "seconds from 60 to 31622400"),
 ]
+ORIGINS_ACCEPTED = (
+    "comma-separated origins such as https://app.example or http://localhost:3000"
+    " (scheme://host[:port], no path or trailing slash; not *)"
+)
+# Each would silently match no browser's Origin header, or (*) every site's.
+INVALID += [
+    ("CORS_ORIGINS", origins, ORIGINS_ACCEPTED)
+    for origins in (
+        "http://localhost:3000/",
+        "localhost:3000",
+        "https://app.example/path",
+        "*",
+        "https://a.example, *",
+        "https://a.example,localhost:3000",
+        "http://localhost:70000",
+        'https://a.example"; evil',
+    )
+]
 
 
 @pytest.mark.parametrize(("name", "value", "accepts"), INVALID)
@@ -104,6 +122,17 @@ def test_values_are_trimmed_and_words_accepted():
 def test_cors_origins_split_on_commas():
     settings = load_settings({"CORS_ORIGINS": "https://a.example, https://b.example,"})
     assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_cors_origins_are_kept_as_browsers_send_them():
+    listed = "HTTPS://App.Example:8443,http://localhost:3000,http://127.0.0.1:5173,http://[::1]:80"
+    settings = load_settings({"CORS_ORIGINS": listed})
+    assert settings.cors_origins == (
+        "https://app.example:8443",
+        "http://localhost:3000",
+        "http://127.0.0.1:5173",
+        "http://[::1]:80",
+    )
 
 
 def test_every_setting_names_its_default_parser_and_what_it_accepts():

@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,12 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         assert scraped_up(f"http://127.0.0.1:{prometheus_port}", timeout_s=20)
         os.killpg(stack.pid, signal.SIGINT)
         assert stack.wait(60) == 0
+        output = (tmp_path / "stack.log").read_text()
+        # The stack uses this machine's Redis (the tests need it), so no worker counts alone.
+        assert "stack: rate limits counted in Redis at 127.0.0.1:6379" in output
+        assert "counts alone" not in output
+        assert "DB_CONNECTION_BUDGET is unset" not in output, "the stack sets PgBouncer's"
+        assert "Pool recreating" not in output
         deadline = time.monotonic() + 10
         while group_alive(stack.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -114,3 +121,24 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
             os.killpg(stack.pid, signal.SIGKILL)
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_stack_names_a_taken_proxy_port_once(tmp_path, server_database_url):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        proxy_port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "VENV": str(installed_venv_view(tmp_path)),
+            "DATABASE_URL": server_database_url,
+            "SECRET_KEY": "test-secret",
+            "PROXY_PORT": str(proxy_port),
+        }
+        finished = subprocess.run(
+            [str(ROOT / "bin" / "dev"), "stack"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert finished.returncode != 0
+    output = finished.stdout + finished.stderr
+    named = [line for line in output.splitlines() if "PROXY_PORT" in line]
+    assert named == [f"stack: PROXY_PORT {proxy_port} on 127.0.0.1 is already in use"], output
+    assert "bind()" not in output, "nginx never started"

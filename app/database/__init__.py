@@ -12,6 +12,7 @@ from app.database.pgbouncer import install_pgbouncer_mode
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
 from app.database.session import install_unit_of_work, reading, remove_session, transaction
+from app.database.tagging import count_statements
 from app.extensions import db, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -48,7 +49,9 @@ def init_app(app: Flask) -> None:
 
 
 def configure_engine(engine: Engine, settings: Settings) -> None:
-    """Install the request pool's pre-ping and, behind PgBouncer, its transaction rules."""
+    """Install the request pool's pre-ping, PgBouncer rules, and on SQLite its statement count."""
+    if engine.dialect.name == "sqlite":
+        count_statements(engine)
     pgbouncer = settings.behind_pgbouncer
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)

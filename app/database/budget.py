@@ -73,10 +73,14 @@ def read_server_limits(connection: Connection) -> ServerLimits:
     return ServerLimits(*row)
 
 
+# Why an embedded database's limits are not read.
+NO_SERVER_LIMIT = "not PostgreSQL: no server connection limit"
+
+
 def fetch_server_limits(engine: Engine) -> tuple[ServerLimits | None, str | None]:
     """The server's limits through engine, or None and why they could not be read."""
     if engine.dialect.name != "postgresql":
-        return None, "not PostgreSQL: no server connection limit"
+        return None, NO_SERVER_LIMIT
     try:
         with engine.connect() as connection:
             return read_server_limits(connection), None
@@ -144,7 +148,13 @@ def server_findings(
 ) -> tuple[list[str], list[str]]:
     """Directly connected: errors and warnings of the worst case against the server."""
     if limits is None:
-        return [], [f"server limits not checked: {limits_error}"]
+        # SQLite (development) has no connection limit: nothing was missed, so no warning.
+        warnings = (
+            []
+            if limits_error == NO_SERVER_LIMIT
+            else [f"server limits not checked: {limits_error}"]
+        )
+        return [], warnings
     if total > limits.available:
         return [
             f"worst case {arithmetic} exceeds what the server can give: {server_sum(limits)}"

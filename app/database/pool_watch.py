@@ -8,6 +8,7 @@ served (app/request_context.py). Under gunicorn the gauges are summed over the l
 workers (PROMETHEUS_MULTIPROC_DIR).
 """
 
+import logging
 import threading
 import time
 
@@ -99,6 +100,12 @@ class TimedQueuePool(QueuePool):
             context = request_context.current()
             if context is not None:
                 context.wait_s += waited
+
+
+# SQLAlchemy names a pool's logger after the pool's class, so this one's is outside the
+# "sqlalchemy" logger, whose WARNING default keeps a pool's INFO notes ("Pool disposed ...
+# Current Overflow: -5", "Pool recreating", at every worker's exit) out of the log.
+logging.getLogger(f"{__name__}.{TimedQueuePool.__name__}").setLevel(logging.WARNING)
 
 
 class PoolWatch:

@@ -12,6 +12,8 @@ instructions, more than a third of the read (README, "Performance").
 """
 
 from psycopg2.extensions import cursor as Psycopg2Cursor
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from app import request_context
 
@@ -35,3 +37,19 @@ class RequestTaggingCursor(Psycopg2Cursor):
     def executemany(self, query, vars_list):
         """Run query once per parameter set, tagged (one statement of the request)."""
         return super().executemany(tagged(query), vars_list)
+
+
+def count_statements(engine: Engine) -> None:
+    """Count each request's statements on an engine whose driver has no cursor_factory (SQLite).
+
+    A statement listener costs every execution there too, but SQLite is the development
+    database, where seeing a view's query count matters more than its instructions.
+    """
+    event.listen(engine, "before_cursor_execute", count_statement)
+
+
+def count_statement(conn, cursor, statement, parameters, context, executemany) -> None:
+    """Count one statement of the request being served, if any."""
+    request = request_context.current()
+    if request is not None:
+        request.queries += 1
