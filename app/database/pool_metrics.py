@@ -2,10 +2,11 @@
 
 The request engine times its checkouts in a TimedQueuePool (pool_watch.py, chosen by
 engine_options). install_pool_metrics (database.init_app) has each request start the pool
-metrics in its process if they are not yet (gunicorn's post_worker_init starts them before a worker's first request) and give
-back the connections it kept. The monitor publishes the pool counts once a second, so a
-request writes no gauge, and sweeps for leaks. A thread does not survive a fork: what was
-started in another process (gunicorn's master) starts again, from zero, where it serves.
+metrics in its process if they are not yet (gunicorn's post_worker_init starts them before
+a worker's first request) and give back the connections it kept. The monitor publishes the
+pool counts once a second, so a request writes no gauge, and sweeps for leaks. A thread
+does not survive a fork: what was started in another process (gunicorn's master) starts
+again, from zero, where it serves.
 """
 
 import logging
