@@ -384,6 +384,11 @@ class NetProxy:
         """The chunks' real hold times since the last call (count, p50_ms, p99_ms)."""
         return json.loads(self.ask("holds"))
 
+    def cpu_s(self) -> float:
+        """CPU seconds the proxy's process has used, user and system."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def measure_added_rtt(proxy: NetProxy, database_url: str, samples: int = RTT_SAMPLES) -> dict:
     """`SELECT 1` timed direct and through the proxy, alternately: the medians in ms."""

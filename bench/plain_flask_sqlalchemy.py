@@ -12,10 +12,14 @@ from datetime import datetime
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapped, mapped_column
 
 app = Flask(__name__)
-app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+# psycopg2, as every subject: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3.
+app.config["SQLALCHEMY_DATABASE_URI"] = make_url(os.environ["DATABASE_URL"]).set(
+    drivername="postgresql+psycopg2"
+)
 app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
     "connect_args": {"application_name": os.environ["DB_APPLICATION_NAME"]}
 }
