@@ -58,6 +58,8 @@ class MessageCounter:
         self.body_left = 0
         self.counts: dict[int, int] = {}
         self.startup_codes: list[int] = []
+        # Set on a length no message can have: what follows cannot be told apart.
+        self.lost = False
 
     def header_size(self) -> int:
         """Bytes before a message's body: length and code at startup, else type and length."""
@@ -66,7 +68,7 @@ class MessageCounter:
     def feed(self, data: bytes) -> None:
         """Account for one chunk of the stream."""
         position, end = 0, len(data)
-        while position < end:
+        while position < end and not self.lost:
             if self.body_left:
                 step = min(self.body_left, end - position)
                 self.body_left -= step
@@ -90,6 +92,7 @@ class MessageCounter:
             kind, length = self.header[0], struct.unpack("!i", self.header[1:])[0]
             self.counts[kind] = self.counts.get(kind, 0) + 1
             self.body_left = length - 4
+        self.lost = self.body_left < 0
         self.header = b""
 
     def count(self, kinds) -> int:
@@ -106,6 +109,7 @@ class Connection:
     received: MessageCounter
     bytes_sent: int = 0
     bytes_received: int = 0
+    closed: bool = False
 
     @property
     def round_trips(self) -> int:
@@ -116,7 +120,12 @@ class Connection:
     def in_flight(self) -> bool:
         """Whether a round trip is still unanswered (the startup's own ReadyForQuery aside)."""
         answered = self.received.count({READY_FOR_QUERY}) - 1
-        return self.round_trips > max(0, answered)
+        return not self.closed and self.round_trips > max(0, answered)
+
+    @property
+    def lost(self) -> bool:
+        """Whether either direction could not be parsed: its counts are not to be trusted."""
+        return self.sent.lost or self.received.lost
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class Totals:
     queries: int
     syncs: int
     in_flight: int
+    lost: int
     bytes_sent: int
     bytes_received: int
     round_trips_on_new: int = 0
@@ -156,6 +166,7 @@ class DelayProxy:
             first = await self.refuse_encryption(client_reader, client_writer)
             server_reader, server_writer = await asyncio.open_connection(*self.upstream)
         except (OSError, asyncio.IncompleteReadError):
+            connection.closed = True
             client_writer.close()
             return
         try:
@@ -167,6 +178,8 @@ class DelayProxy:
             # The proxy is stopping. Returning, not raising: asyncio's streams would log
             # a cancelled client task as an error.
             return
+        finally:
+            connection.closed = True
 
     async def refuse_encryption(self, reader, writer) -> bytes:
         """Answer 'N' to each SSLRequest or GSSENCRequest; return the startup packet's header."""
@@ -227,6 +240,7 @@ class DelayProxy:
             "queries": sum(c.sent.count({ord("Q")}) for c in connections),
             "syncs": sum(c.sent.count({ord("S")}) for c in connections),
             "in_flight": sum(c.in_flight for c in connections),
+            "lost": sum(c.lost for c in connections),
             "bytes_sent": sum(c.bytes_sent for c in connections),
             "bytes_received": sum(c.bytes_received for c in connections),
         }

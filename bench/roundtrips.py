@@ -156,6 +156,8 @@ def settled_totals(proxy: NetProxy, since: int) -> Totals:
     while time.monotonic() < deadline:
         time.sleep(SETTLE_POLL_S)
         now = proxy.totals(since)
+        if now.lost:
+            raise RuntimeError("the proxy could not parse a connection's messages")
         if now == last and not now.in_flight:
             return now
         last = now
@@ -202,12 +204,11 @@ def count_routes(base_url: str, proxy: NetProxy, requests: int = REQUESTS) -> di
 def table(counts: dict[str, dict]) -> str:
     """Route → round trips as a plain-text table; medians per request, new connections apart."""
     width = max(map(len, counts))
-    lines = [f"{'route':<{width}}  round trips  (each request)  new connections"]
+    lines = [f"{'route':<{width}}  round trips  (each request)  new connections (their trips)"]
     for label, count in counts.items():
         each = ", ".join(map(str, count["per_request"]))
-        lines.append(
-            f"{label:<{width}}  {count['round_trips']:>11g}  ({each})  {count['new_connections']}"
-        )
+        new = f"{count['new_connections']:g} ({count['round_trips_on_new']:g})"
+        lines.append(f"{label:<{width}}  {count['round_trips']:>11g}  ({each})  {new}")
     return "\n".join(lines)
 
 
@@ -240,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         dataset.load(url, dataset.SMOKE)
         with NetProxy() as proxy, serving_ours(proxy.url(url), Path(work_dir)) as server:
-            counts = count_routes(server.base_url, proxy, args.requests)
+            try:
+                counts = count_routes(server.base_url, proxy, args.requests)
+            except UnexpectedStatus as error:
+                print(f"bench.roundtrips: {error}", file=sys.stderr)
+                return 1
     print(table(counts))
     if args.json:
         print(json.dumps(counts))

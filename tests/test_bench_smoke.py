@@ -99,6 +99,20 @@ def test_the_instruction_count_runs_every_subject_loop():
             assert finished.returncode == 0, subject + ": " + finished.stderr[-3000:]
 
 
+@pytest.mark.process
+def test_the_round_trip_count_reports_every_route():
+    # Its own database, proxy and gunicorn; one measured request a route keeps it quick.
+    finished = run_module("bench.roundtrips", "--requests", "1", "--json")
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    counts = json.loads(finished.stdout.splitlines()[-1])
+    from bench.roundtrips import ROUTES
+
+    assert list(counts) == list(ROUTES)
+    assert counts["GET /api/health/live"]["round_trips"] == 0
+    assert counts["GET /api/services/<id>"]["round_trips"] >= 1
+    assert counts["GET /api/services/<id>"]["new_connections"] == 0
+
+
 def test_the_instruction_count_says_how_to_install_valgrind(tmp_path):
     finished = run_without_tools("bench.instructions", empty_dir=tmp_path)
     assert finished.returncode == 2

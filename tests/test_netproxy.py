@@ -39,6 +39,12 @@ def test_the_counter_finds_every_message_however_the_stream_is_cut():
         assert counter.count({ord("P")}) == 1
 
 
+def test_the_counter_gives_up_on_a_length_no_message_has():
+    counter = MessageCounter(startup=True)
+    counter.feed(startup_packet() + b"Q" + struct.pack("!i", 2) + message(b"Q", b"SELECT 1\0"))
+    assert counter.lost
+
+
 @pytest.fixture(scope="module")
 def proxy():
     with NetProxy(delay_ms=0.5) as running:
