@@ -144,7 +144,7 @@ def summary_line(result: dict) -> str:
         f" before peak {before['peak_connections']}/{before['ceiling']},"
         f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']};"
         + hosts_line(result["hosts"])
-        + network
+        + (";" + network if network else "")
     )
 
 

@@ -13,7 +13,8 @@ and count as connections, not round trips.
 The proxy answers an SSLRequest or GSSENCRequest itself with 'N', so the stream it parses
 is never encrypted. A second port, the control, answers one JSON line of totals
 (`totals [SINCE]`) or of the chunks' real hold times since the last ask (`holds`). The
-proxy stops when its standard input closes: when the bench that started it ends.
+proxy stops on SIGTERM or Ctrl-C, and with --exit-on-eof (how bench.netproxy.NetProxy starts
+it) when its standard input closes: when the bench that started it ends, however it ends.
 """
 
 import argparse
@@ -289,6 +290,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--control", type=int, default=0, help="port of the control (any free)")
     parser.add_argument("--to", type=loopback_address, default=("127.0.0.1", 5432))
     parser.add_argument("--delay-ms", type=float, default=0.5, help="held each way (0.5)")
+    parser.add_argument(
+        "--exit-on-eof", action="store_true", help="stop when stdin closes (as the bench runs it)"
+    )
     return parser.parse_args(argv)
 
 
@@ -303,7 +307,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stopping.set)
-    threading.Thread(target=wait_for_eof, args=(loop, stopping), daemon=True).start()
+    if args.exit_on_eof:
+        threading.Thread(target=wait_for_eof, args=(loop, stopping), daemon=True).start()
     await stopping.wait()
     listener.close()
     control.close()
@@ -325,7 +330,9 @@ def bound_port(server: asyncio.Server) -> int:
 
 def wait_for_eof(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
     """Block until standard input closes, then stop the loop: the parent is gone."""
-    sys.stdin.buffer.read()
+    # The raw descriptor: a thread blocked in sys.stdin's buffer would hold its lock at exit.
+    while os.read(sys.stdin.fileno(), 4096):
+        pass
     loop.call_soon_threadsafe(stopping.set)
 
 
@@ -352,7 +359,7 @@ class NetProxy:
 
     def __enter__(self) -> "NetProxy":
         command = [sys.executable, "-m", "bench.netproxy", "--to", self.upstream]
-        command += ["--delay-ms", f"{self.delay_ms:g}"]
+        command += ["--delay-ms", f"{self.delay_ms:g}", "--exit-on-eof"]
         environment = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE
