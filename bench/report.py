@@ -348,7 +348,9 @@ def network_setup_line(plan: Plan) -> str:
         f" all eight side by side in {plan.slices} alternating slices of"
         f" {plan.slice_duration_s:g} s each, with the settings above. The added round trip"
         " quoted is measured: `SELECT 1` through the proxy and direct, alternately, the"
-        " medians' difference; hold times are the proxy's own, under the load."
+        " medians' difference; hold times are the proxy's own, under the load. Round trips"
+        " a request: the proxy's count over a further second of wrk on that server alone,"
+        " divided by the requests wrk counted."
     )
 
 
@@ -357,8 +359,8 @@ def network_rows(runs: list[dict]) -> list[str]:
     networks = [run["network"] for run in runs]
     rows = [
         "| subject | loopback req/s | vs floor | vs Pony | proxied req/s | vs floor | vs Pony"
-        " | proxied p50 / p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | proxied p50 / p99 ms | round trips a request | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in networks[0]["loopback"]:
         cells = [NETWORK_NAMES[key]]
@@ -373,6 +375,8 @@ def network_rows(runs: list[dict]) -> list[str]:
             f"{fmt(median([r['p50_ms'] for r in proxied]), 2)}"
             f" / {fmt(median([r['p99_ms'] for r in proxied]), 2)}"
         )
+        trips = [r.get("round_trips_per_request") for r in proxied]
+        cells.append(fmt(median(trips), 2))
         errors = [n[path][key] for n in networks for path in ("loopback", "proxied")]
         cells.append(fmt(sum(r["non_2xx"] + r["socket_errors"] for r in errors)))
         rows.append("| " + " | ".join(cells) + " |")
