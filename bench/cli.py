@@ -12,8 +12,10 @@ import psycopg2
 from bench import ceiling, dataset
 from bench.hosts import run_hosts
 from bench.load import WrkMissing, require_wrk
-from bench.plan import make_plan
+from bench.network import count_round_trips, run_network
+from bench.plan import RESULTS_DIR, make_plan
 from bench.postgres import ADMIN_DSN, migrated_database
+from bench.roundtrips import table
 from bench.runner import Target, run_once
 
 MATPLOTLIB_HINT = "matplotlib is not installed: pip install -r bench/requirements.txt"
@@ -28,6 +30,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="where to write the report (bench/results/)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers for S1–S4")
     parser.add_argument("--no-pre-ping", action="store_true", help="DB_POOL_PRE_PING=false")
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help="only every subject on loopback and through bench/netproxy.py, and the round"
+        " trips per route (report in bench/results/network/)",
+    )
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.5, help="the proxy's delay each way (0.5)"
+    )
+    parser.add_argument("--seconds", type=int, help="load per throughput scenario (10; smoke 1)")
     return parser.parse_args(argv)
 
 
@@ -66,7 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     plan = make_plan(
-        args.smoke, args.runs, args.out, workers=args.workers, pre_ping=not args.no_pre_ping
+        args.smoke,
+        args.runs,
+        args.out or (RESULTS_DIR / "network" if args.network else None),
+        throughput_s=args.seconds,
+        workers=args.workers,
+        pre_ping=not args.no_pre_ping,
+        network_delay_ms=args.delay_ms,
+        network_only=args.network,
     )
     role = None
     try:
@@ -75,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: database {url} loaded: {counts}", flush=True)
             role = ceiling.create_role(url, plan.overload_ceiling)
             runs = run_all(plan, url, ceiling.url_as(url, role), counts)
+            round_trips = None if plan.smoke else count_round_trips(plan, url)
     finally:
         if role:
             ceiling.drop_role(role)
+    if round_trips:
+        print("bench: round trips per route of ours:\n" + table(round_trips), flush=True)
     from bench.report import write_report
 
-    path = write_report(plan, runs, counts, server_version())
+    path = write_report(plan, runs, counts, server_version(), round_trips)
     print(path.read_text())
     print(f"bench: report written to {path}")
     return 0
@@ -96,8 +118,12 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
         if not target.api_ready:
             print("bench: no users and orders tables (the API has not landed): S2–S4 skipped")
         for index in range(plan.runs):
-            result = run_once(plan, target, index)
-            result["hosts"] = run_hosts(plan, target, index)
+            result = {} if plan.network_only else run_once(plan, target, index)
+            if not plan.network_only:
+                result["hosts"] = run_hosts(plan, target, index)
+            # Eight more servers: left out of the smoke run, which must stay quick.
+            if plan.network_only or not plan.smoke:
+                result["network"] = run_network(plan, target, index)
             print(f"bench: run {index + 1}/{plan.runs}: {summary_line(result)}", flush=True)
             runs.append(result)
     return runs
@@ -105,6 +131,9 @@ def run_all(plan, url: str, overload_url: str, counts: dict[str, int]) -> list[d
 
 def summary_line(result: dict) -> str:
     """One line of a run's headline numbers."""
+    network = network_line(result["network"]) if "network" in result else ""
+    if "floor" not in result:
+        return network
     floor, pony, s1, s5, before = (result[key] for key in ("floor", "pony", "S1", "S5", "before"))
     return (
         f"floor {floor['throughput_rps']:.0f} req/s, Pony {pony['throughput_rps']:.0f}"
@@ -115,7 +144,23 @@ def summary_line(result: dict) -> str:
         f" before peak {before['peak_connections']}/{before['ceiling']},"
         f" errors {before['error_share']:.0%}, neighbour refused {before['neighbour']['refused']};"
         + hosts_line(result["hosts"])
+        + (";" + network if network else "")
     )
+
+
+def network_line(network: dict) -> str:
+    """Each subject's req/s on loopback and through the proxy, and the proxy's added trip."""
+    cells = [
+        f" {path}: "
+        + ", ".join(
+            f"{key} {network[path][key]['throughput_rps']:.0f}"
+            f" ({network['ratios'][path][key + '_floor']:.2f}×)"
+            for key in network[path]
+        )
+        + ";"
+        for path in ("loopback", "proxied")
+    ]
+    return "".join(cells) + f" proxy adds {network['added_rtt']['added_ms']:.2f} ms a round trip"
 
 
 def hosts_line(hosts: dict) -> str:

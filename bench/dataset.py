@@ -54,6 +54,12 @@ FROM (
   FROM generate_series(1, %(orders)s) AS n
 ) AS g JOIN services AS s ON s.id = g.service_id
 """
+# One benefit for every service, so an order can name a code (bench/roundtrips.py).
+BENEFIT_CODE = "BENCH10"
+BENEFIT_SQL = """
+INSERT INTO benefits (code, title, description, discount_percent, active, created_at, updated_at)
+VALUES (%(code)s, 'Bench benefit', '', 10, true, now(), now())
+"""
 
 
 def load(url: str, size: DataSize) -> dict[str, int]:
@@ -64,6 +70,8 @@ def load(url: str, size: DataSize) -> dict[str, int]:
             cursor.execute(SERVICES_SQL, size.__dict__)
             if has_api_tables(cursor):
                 load_users_and_orders(cursor, size)
+            if has_table(cursor, "benefits"):
+                cursor.execute(BENEFIT_SQL, {"code": BENEFIT_CODE})
             cursor.execute("ANALYZE")
         return count_rows(connection)
     finally:
@@ -73,6 +81,12 @@ def load(url: str, size: DataSize) -> dict[str, int]:
 def has_api_tables(cursor) -> bool:
     """Whether the migrated schema has the API's users and orders (issue 3)."""
     cursor.execute("SELECT to_regclass('users') IS NOT NULL AND to_regclass('orders') IS NOT NULL")
+    return cursor.fetchone()[0]
+
+
+def has_table(cursor, name: str) -> bool:
+    """Whether the migrated schema has this table."""
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
     return cursor.fetchone()[0]
 
 

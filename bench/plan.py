@@ -1,7 +1,7 @@
 """What one `python -m bench` invocation measures: sizes, durations, server settings."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.dataset import FULL, SMOKE, DataSize
@@ -70,6 +70,10 @@ class Plan:
     bouncer_pool_size: int = 4
     # The floor, Pony and S1 alternate in slices of this many seconds (bench/runner.py).
     slice_s: int = 2
+    # Issue 16: bench/netproxy.py holds each chunk this long each way (bench/network.py).
+    network_delay_ms: float = 0.5
+    # Only the network scenario and the round trips per route (`--network`).
+    network_only: bool = False
     run_id: str = field(default_factory=lambda: str(os.getpid()))
 
     @property
@@ -108,11 +112,20 @@ class Plan:
         return 10 * self.overload_bound
 
 
-def make_plan(smoke: bool, runs: int, out_dir: Path | None, **overrides) -> Plan:
-    """The full plan, or the smoke plan (tiny data, a second per scenario)."""
+def make_plan(
+    smoke: bool, runs: int, out_dir: Path | None, throughput_s: int | None = None, **overrides
+) -> Plan:
+    """The full plan, or the smoke plan (tiny data, a second per scenario).
+
+    throughput_s, when given, is each throughput scenario's seconds of load in place of the
+    plan's own.
+    """
+    durations = SMOKE_DURATIONS if smoke else FULL_DURATIONS
+    if throughput_s:
+        durations = replace(durations, throughput_s=throughput_s)
     return Plan(
         size=SMOKE if smoke else FULL,
-        durations=SMOKE_DURATIONS if smoke else FULL_DURATIONS,
+        durations=durations,
         runs=runs,
         out_dir=out_dir or RESULTS_DIR,
         smoke=smoke,

@@ -17,6 +17,12 @@ SCENARIO_NAMES = {
     "S3": "S3 POST /api/orders with Idempotency-Key",
     "S4": "S4 mix: 80% reads, 20% writes",
 }
+NETWORK_NAMES = {
+    "floor": "floor",
+    "pony": "TechEmpower's Flask entry (Pony)",
+    "plain": "plain Flask-SQLAlchemy",
+    "S1": "ours (S1)",
+}
 
 
 def aggregate(runs: list[dict], key: str, field: str) -> float | None:
@@ -210,6 +216,17 @@ def git_commit() -> str:
 
 def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
     """What was measured, on what, with which settings."""
+    if plan.network_only:
+        return [*common_setup_lines(plan, counts, server_version), network_setup_line(plan)]
+    return [
+        *common_setup_lines(plan, counts, server_version),
+        *full_setup_lines(plan),
+        *([] if plan.smoke else [network_setup_line(plan)]),  # The smoke run leaves it out.
+    ]
+
+
+def common_setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
+    """The run, the machine, the data and the throughput servers' settings."""
     d = plan.durations
     return [
         f"- {len_runs(plan)}, commit `{git_commit()}`, Python {platform.python_version()},"
@@ -223,6 +240,13 @@ def setup_lines(plan: Plan, counts: dict, server_version: str) -> list[str]:
         f" DB_POOL_SIZE={plan.pool_size}, DB_MAX_OVERFLOW={plan.max_overflow},"
         f" DB_POOL_PRE_PING={str(plan.pre_ping).lower()}; wrk {plan.connections} connections,"
         f" {d.throughput_s} s each after a {d.warmup_s} s warm-up.",
+    ]
+
+
+def full_setup_lines(plan: Plan) -> list[str]:
+    """The settings of the scenarios only the full run has."""
+    d = plan.durations
+    return [
         "- TechEmpower's Flask entry (bench/techempower.py): Pony ORM's `Service[id]` inside"
         " `db_session`, orjson, as its `/db` route reads a World; same table, rows and gunicorn"
         " settings as S1, one connection per worker, no pre-ping, metrics or rate limits.",
@@ -314,19 +338,140 @@ def target_rows(runs: list[dict], plan: Plan) -> list[str]:
     return rows
 
 
-def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str) -> Path:
-    """Write report.md, the charts and results.json to the plan's out_dir."""
-    from bench import charts
+def network_setup_line(plan: Plan) -> str:
+    """How the network scenario ran."""
+    return (
+        f"- A database one hop away: bench/netproxy.py, a proxy in its own process, holds"
+        f" each chunk {plan.network_delay_ms:g} ms each way before passing it on. The floor,"
+        " Pony, plain Flask-SQLAlchemy (bench/plain_flask_sqlalchemy.py: `db.get_or_404`,"
+        " the extension's defaults) and ours run each on loopback and through the proxy,"
+        f" all eight side by side in {plan.slices} alternating slices of"
+        f" {plan.slice_duration_s:g} s each, with the settings above. The added round trip"
+        " quoted is measured: `SELECT 1` through the proxy and direct, alternately, the"
+        " medians' difference; hold times are the proxy's own, under the load. Round trips"
+        " a request: the proxy's count over a further second of wrk on that server alone,"
+        " divided by the requests wrk counted."
+    )
 
+
+def network_rows(runs: list[dict]) -> list[str]:
+    """One row per subject: req/s and ratios on loopback and through the proxy."""
+    networks = [run["network"] for run in runs]
+    rows = [
+        "| subject | loopback req/s | vs floor | vs Pony | proxied req/s | vs floor | vs Pony"
+        " | proxied p50 / p99 ms | round trips a request | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in networks[0]["loopback"]:
+        cells = [NETWORK_NAMES[key]]
+        for path in ("loopback", "proxied"):
+            cells += [
+                fmt(median([n[path][key]["throughput_rps"] for n in networks]), 0),
+                f"{median([n['ratios'][path][key + '_floor'] for n in networks]):.2f}×",
+                f"{median([n['ratios'][path][key + '_pony'] for n in networks]):.2f}×",
+            ]
+        proxied = [n["proxied"][key] for n in networks]
+        cells.append(
+            f"{fmt(median([r['p50_ms'] for r in proxied]), 2)}"
+            f" / {fmt(median([r['p99_ms'] for r in proxied]), 2)}"
+        )
+        trips = [r.get("round_trips_per_request") for r in proxied]
+        cells.append(fmt(median(trips), 2))
+        errors = [n[path][key] for n in networks for path in ("loopback", "proxied")]
+        cells.append(fmt(sum(r["non_2xx"] + r["socket_errors"] for r in errors)))
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def proxy_lines(runs: list[dict]) -> list[str]:
+    """What the proxy really added, measured in each run."""
+    networks = [run["network"] for run in runs]
+    added = [n["added_rtt"] for n in networks]
+    return [
+        f"The proxy's added round trip, `SELECT 1` through it less direct (median of"
+        f" {added[0]['samples']} each, per run): "
+        + ", ".join(f"{a['added_ms']:.2f} ms" for a in added)
+        + f"; asked for {added[0]['nominal_ms']:g} ms"
+        f" ({fmt(median([a['direct_ms'] for a in added]), 3)} ms direct,"
+        f" {fmt(median([a['proxied_ms'] for a in added]), 3)} ms through it).",
+        "",
+        "Chunks' real hold time under the load, p50 / p99 per run: "
+        + ", ".join(
+            f"{fmt(n['holds']['p50_ms'], 3)} / {fmt(n['holds']['p99_ms'], 3)} ms" for n in networks
+        )
+        + f" (asked for {added[0]['nominal_ms'] / 2:g} ms each way). The proxy's own CPU"
+        " over the side-by-side load (all eight servers, half of them through it), per run: "
+        + ", ".join(f"{n['holds']['cpu_share']:.0%} of a core" for n in networks)
+        + ".",
+    ]
+
+
+def round_trip_rows(round_trips: dict) -> list[str]:
+    """Route → round trips, medians of single requests after warm-up."""
+    rows = [
+        "| route | round trips (median) | each request | new connections (their round trips) |",
+        "|---|---|---|---|",
+    ]
+    for route, count in round_trips.items():
+        each = ", ".join(map(str, count["per_request"]))
+        new = f"{count['new_connections']:g} ({count['round_trips_on_new']:g})"
+        rows.append(f"| {route} | {count['round_trips']:g} | {each} | {new} |")
+    return rows
+
+
+def network_sections(runs: list[dict], round_trips: dict | None) -> list[str]:
+    """The network scenario and the round trips per route, when they ran."""
+    lines = []
+    if any("network" in run for run in runs):
+        lines += [
+            "## A database one hop away: loopback and through bench/netproxy.py (medians)",
+            "",
+            *network_rows(runs),
+            "",
+            *proxy_lines(runs),
+            "",
+        ]
+    if round_trips:
+        lines += [
+            "## Round trips to PostgreSQL per route of ours (`python -m bench.roundtrips`)",
+            "",
+            "Counted on the wire by bench/netproxy.py: each simple query and each Sync the app"
+            " sent while one request ran, one request at a time, after two of the route's own"
+            " to warm its pool; one sync worker of ours on the bench's database.",
+            "",
+            *round_trip_rows(round_trips),
+            "",
+        ]
+    return lines
+
+
+def write_report(
+    plan: Plan, runs: list[dict], counts: dict, server_version: str, round_trips=None
+) -> Path:
+    """Write report.md, the charts and results.json to the plan's out_dir."""
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"counts": counts, "runs": runs}, indent=1))
-    chart_files = charts.draw(runs, plan, out)
+    results = {"counts": counts, "runs": runs, "round_trips": round_trips}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     lines = [
         "# Benchmark report",
         "",
         *setup_lines(plan, counts, server_version),
         "",
+        *([] if plan.network_only else full_sections(plan, runs, out)),
+        *network_sections(runs, round_trips),
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def full_sections(plan: Plan, runs: list[dict], out: Path) -> list[str]:
+    """The full run's sections and charts."""
+    from bench import charts
+
+    chart_files = charts.draw(runs, plan, out)
+    return [
         "## Targets",
         "",
         *target_rows(runs, plan),
@@ -350,6 +495,3 @@ def write_report(plan: Plan, runs: list[dict], counts: dict, server_version: str
         *[f"![{name}]({name})" for name in chart_files],
         "",
     ]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path

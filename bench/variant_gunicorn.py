@@ -1,9 +1,10 @@
 """gunicorn settings of the baselines: the real gunicorn.conf.py minus what a baseline lacks.
 
-BENCH_VARIANT=floor serves bench.floor:app, and BENCH_VARIANT=pony TechEmpower's Flask entry
-(bench.techempower:app), with the same server settings and none of the hooks (they have no
-engine or metrics). BENCH_VARIANT=before serves the real app with the real hooks but no
-budget guard, which would rightly refuse its unbounded pool.
+BENCH_VARIANT=floor serves bench.floor:app, BENCH_VARIANT=pony TechEmpower's Flask entry
+(bench.techempower:app) and BENCH_VARIANT=plain plain Flask-SQLAlchemy
+(bench.plain_flask_sqlalchemy:app), with the same server settings and none of the hooks
+(they have no engine or metrics). BENCH_VARIANT=before serves the real app with the real
+hooks but no budget guard, which would rightly refuse its unbounded pool.
 """
 
 import os
@@ -11,7 +12,11 @@ import runpy
 from pathlib import Path
 
 REAL_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-BASELINE_APPS = {"floor": "bench.floor:app", "pony": "bench.techempower:app"}
+BASELINE_APPS = {
+    "floor": "bench.floor:app",
+    "pony": "bench.techempower:app",
+    "plain": "bench.plain_flask_sqlalchemy:app",
+}
 
 
 def kept(name: str, value) -> bool:

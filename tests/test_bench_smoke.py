@@ -81,3 +81,17 @@ def test_the_bench_says_how_to_install_wrk_when_it_is_missing(tmp_path):
     finished = run_without_tools("bench", "--smoke", empty_dir=tmp_path)
     assert finished.returncode == 2
     assert "apt-get install -y wrk" in finished.stderr
+
+
+@pytest.mark.process
+def test_the_round_trip_count_reports_every_route():
+    # Its own database, proxy and gunicorn; one measured request a route keeps it quick.
+    finished = run_module("bench.roundtrips", "--requests", "1", "--json")
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    counts = json.loads(finished.stdout.splitlines()[-1])
+    from bench.roundtrips import ROUTES
+
+    assert list(counts) == list(ROUTES)
+    assert counts["GET /api/health/live"]["round_trips"] == 0
+    assert counts["GET /api/services/<id>"]["round_trips"] >= 1
+    assert counts["GET /api/services/<id>"]["new_connections"] == 0
