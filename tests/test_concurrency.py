@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+from tests import pg
 from tests.servers import GunicornServer, free_port, overlapping_env
 
 pytestmark = pytest.mark.process
@@ -112,6 +113,32 @@ def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id)
         winner = next(r.json() for r in responses if r.status_code == 200)
         current = requests.get(url, headers=headers, timeout=30).json()
         assert (current["notes"], current["version"]) == (winner["notes"], 2)
+
+
+PARALLEL_REGISTRATIONS = 8  # Under the 10 an hour one address may make.
+
+
+def test_racing_writes_on_a_unique_key_put_no_error_in_the_servers_log(
+    server, server_database_url, service_id
+):
+    log = pg.ServerLog()
+    body = {"email": "taken-at-once@example.com", "password": PASSWORD, "name": "Racer"}
+    registrations = all_at_once(
+        PARALLEL_REGISTRATIONS,
+        lambda: requests.post(server.url + "/api/auth/register", json=body, timeout=30),
+    )
+    headers = signed_in(server, "racing-key@example.com") | {"Idempotency-Key": "racing"}
+    order = {"service_id": service_id, "quantity": 1}
+    orders = all_at_once(
+        PARALLEL_POSTS,
+        lambda: requests.post(server.url + "/api/orders", json=order, headers=headers, timeout=30),
+    )
+    statuses = Counter(response.status_code for response in registrations)
+    assert statuses == {201: 1, 409: PARALLEL_REGISTRATIONS - 1}, server.output()
+    assert [r.status_code for r in orders] == [201] * PARALLEL_POSTS, server.output()
+    assert len({r.json()["id"] for r in orders}) == 1
+    lines = log.lines_about(pg.database_name(server_database_url))
+    assert not [line for line in lines if "duplicate key" in line or "taken-at-once" in line]
 
 
 RATE_LIMIT_REDIS = "redis://127.0.0.1:6379/11"
