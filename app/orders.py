@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.database import reading, transaction
 from app.errors import ApiError
@@ -15,7 +16,7 @@ from app.models.base import insert_unless_taken, utcnow
 from app.models.benefit import code_is
 from app.models.order import CANCELLED, COMPLETED, CONFIRMED, PENDING
 
-VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,9}")
+ENTITY_TAG = re.compile(r'(?P<weak>W/)?"(?P<version>[1-9][0-9]{0,9})"')
 # Which status may follow which; admins move orders along, owners may only cancel (DELETE).
 TRANSITIONS = {
     PENDING: {CONFIRMED, CANCELLED},
@@ -163,11 +164,17 @@ def expected_version(body_version: int | None, if_match: str | None) -> int | No
 
 
 def parse_if_match(value: str) -> int:
-    """The version in an If-Match header: 3, "3" or W/"3" (ASCII digits, as ETags are sent)."""
-    digits = value.strip().removeprefix("W/").strip('"')
-    if VERSION_PATTERN.fullmatch(digits) is None:
+    """The version in an If-Match header: "3", the ETag as answered (ASCII digits).
+
+    RFC 9110 compares If-Match strongly, so a weak W/"3" matches no version: 409, as a
+    stale one. What is not an entity tag at all ("3, 3", 3 unquoted) is a 422.
+    """
+    tag = ENTITY_TAG.fullmatch(value.strip())
+    if tag is None:
         raise ApiError.validation({"If-Match": ['Must be the order\'s ETag, such as "3".']})
-    return int(digits)
+    if tag["weak"]:
+        raise ApiError.conflict("a weak ETag never matches If-Match; send the ETag as answered")
+    return int(tag["version"])
 
 
 def check_version(order: Order, version: int | None, required: bool) -> None:
@@ -220,6 +227,17 @@ def cancel_order(user: User, order: Order) -> Order:
         return order
     if not user.is_admin and order.status == CONFIRMED:
         raise ApiError.conflict("a confirmed order can only be cancelled by an admin")
-    with transaction():
-        move(order, CANCELLED)
+    try:
+        with transaction():
+            move(order, CANCELLED)
+    except StaleDataError:
+        return cancelled_meanwhile(user, order.id)
+    return order
+
+
+def cancelled_meanwhile(user: User, order_id: int) -> Order:
+    """The order a concurrent request changed first: fine if it cancelled it, else 409."""
+    order = get_visible_order(user, order_id)
+    if order.status != CANCELLED:
+        raise ApiError.conflict(f"the order changed meanwhile; it is {order.status}")
     return order

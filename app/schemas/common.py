@@ -1,7 +1,7 @@
 """Schemas shared by every resource: safe scalar fields, pagination in, pages out, errors."""
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from itertools import islice
 
 import marshmallow as ma
@@ -83,10 +83,15 @@ class UtcDateTime(ma.fields.AwareDateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         """Load the date-time; refuse years the database round-trip cannot represent."""
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-            raise ma.ValidationError(f"Year must be from {EARLIEST_YEAR} to {LATEST_YEAR}.")
-        return moment.astimezone(UTC)
+        moment = in_years(super()._deserialize(value, attr, data, **kwargs))
+        return in_years(moment.astimezone(UTC))  # 9000-12-31T23:00-05:00 is in 9001.
+
+
+def in_years(moment: datetime) -> datetime:
+    """moment, if its year is from EARLIEST_YEAR to LATEST_YEAR; else a ValidationError."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ma.ValidationError(f"Year must be from {EARLIEST_YEAR} to {LATEST_YEAR}.")
+    return moment
 
 
 def body_integer(low: int, high: int, **kwargs) -> ma.fields.Integer:
