@@ -181,3 +181,10 @@ def test_a_key_no_utf8_answer_can_carry_is_named_escaped_not_a_500(client):
     )
     assert response.status_code == 422
     assert "\\ud800" in response.json["error"]["fields"]  # the key, backslash-escaped
+
+
+def test_options_answers_204_with_allow_not_an_empty_html_page(client):
+    response = client.options("/api/services")
+    assert response.status_code == 204
+    assert "text/html" not in response.headers.get("Content-Type", "")
+    assert {"GET", "POST"} <= set(response.headers["Allow"].replace(" ", "").split(","))
