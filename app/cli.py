@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 
 from app import models
 from app.config import app_settings
-from app.database import MIGRATIONS_DIR, health_probe, transaction
+from app.database import MIGRATIONS_DIR, health_probe, reading, transaction
 from app.database.budget import assess_budget
 from app.database.describe import describe
 from app.database.health import health_report
@@ -207,7 +207,9 @@ def seed_benefit(session, code: str, title: str, percent: int, service: str | No
 def as_the_api_takes(field: ma.fields.Field):
     """A click callback that loads a value as the API's field does, or refuses it."""
 
-    def load(ctx, param, value: str):
+    def load(ctx, param, value: str | None):
+        if value is None:
+            return None
         try:
             return field.deserialize(value)
         except ma.ValidationError as error:
@@ -218,25 +220,41 @@ def as_the_api_takes(field: ma.fields.Field):
 
 @click.command("create-admin")
 @click.argument("email", callback=as_the_api_takes(EmailAddress()))
-@click.option(
-    "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    callback=as_the_api_takes(password_field()),
-)
+@click.option("--password", callback=as_the_api_takes(password_field()), help="Else prompted.")
 @click.option("--name", default=None, help="Display name of a new admin (default: from EMAIL).")
+@click.option("--reset-password", is_flag=True, help="Replace an existing user's password too.")
 @with_appcontext
 @needs_migrated_schema
-def create_admin(email: str, password: str, name: str | None) -> None:
-    """Make EMAIL an admin: create the user, or promote and re-password an existing one."""
+def create_admin(email: str, password: str | None, name: str | None, reset_password: bool) -> None:
+    """Make EMAIL an admin: create the user, or promote an existing one, keeping its password."""
+    with reading() as session:
+        exists = find_user_by_email(session, email) is not None
+    if exists and password is not None and not reset_password:
+        raise click.UsageError(
+            f"{email} exists and keeps its password: leave out --password, or add --reset-password"
+        )
+    if not exists or reset_password:
+        password_hash = hash_password(password or prompt_for_password())
     with transaction() as session:
         user = find_user_by_email(session, email)
         if user is None:
             user = models.User(email=email, name=name or email.split("@")[0])
             session.add(user)
-        user.role, user.password_hash = ADMIN, hash_password(password)
+        user.role = ADMIN
+        if not exists or reset_password:
+            user.password_hash = password_hash
     click.echo(f"create-admin: {email} is an admin")
+
+
+def prompt_for_password() -> str:
+    """A new password, typed twice, that the API's rules accept (asked again until it is)."""
+    load = as_the_api_takes(password_field())
+    return click.prompt(
+        "Password",
+        hide_input=True,
+        confirmation_prompt=True,
+        value_proc=lambda value: load(None, None, value),
+    )
 
 
 class Duration(click.ParamType):

@@ -6,19 +6,17 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg2 import errors as pg_errors
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.database import reading, transaction
 from app.errors import ApiError
 from app.models import Benefit, IdempotencyKey, Order, Service, User
-from app.models.base import utcnow
+from app.models.base import insert_unless_taken, utcnow
 from app.models.benefit import code_is
 from app.models.order import CANCELLED, COMPLETED, CONFIRMED, PENDING
 
-IDEMPOTENCY_CONSTRAINT = "uq_idempotency_keys_user_key"
-VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,9}")
+ENTITY_TAG = re.compile(r'(?P<weak>W/)?"(?P<version>[1-9][0-9]{0,9})"')
 # Which status may follow which; admins move orders along, owners may only cancel (DELETE).
 TRANSITIONS = {
     PENDING: {CONFIRMED, CANCELLED},
@@ -93,11 +91,15 @@ def usable_benefit(session: Session, code: str | None, service: Service) -> Bene
     return benefit
 
 
+class KeyTaken(Exception):
+    """A concurrent request with the same Idempotency-Key created its order first."""
+
+
 def place_order(user: User, request: dict[str, Any], key: str | None) -> tuple[Order, bool]:
     """Create an order; with an Idempotency-Key, return the first order for a retry.
 
-    Returns the order and whether it is a replay. Concurrent requests with one key race
-    on the unique (user_id, key) index: one commits, the others roll back and replay it.
+    Returns the order and whether it is a replay. Concurrent requests with one key meet
+    at the key's insert: the first commits, the others wait for it, roll back and replay.
     """
     if key is not None and (earlier := find_key(user, key)) is not None:
         return replay(earlier, request), True
@@ -105,11 +107,9 @@ def place_order(user: User, request: dict[str, Any], key: str | None) -> tuple[O
         with transaction() as session:
             order = build_order(session, user, request)
             session.add(order)
-            if key is not None:
-                session.add(remembered_key(user, key, request, order))
-    except sa_exc.IntegrityError as error:
-        if key is None or not violates(error, IDEMPOTENCY_CONSTRAINT):
-            raise
+            if key is not None and not remember_key(session, user, key, request, order):
+                raise KeyTaken
+    except KeyTaken:
         return replay(find_key(user, key), request), True
     return order, False
 
@@ -120,11 +120,18 @@ def fingerprint_of(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def remembered_key(user: User, key: str, request: dict[str, Any], order: Order) -> IdempotencyKey:
-    """The row that ties user's key to the order it created and the request that did."""
-    return IdempotencyKey(
-        user_id=user.id, key=key, request_fingerprint=fingerprint_of(request), order=order
-    )
+def remember_key(
+    session: Session, user: User, key: str, request: dict[str, Any], order: Order
+) -> bool:
+    """Tie user's key to the order and the request that made it; False if the key is taken."""
+    session.flush()  # The order's id.
+    values = {
+        "user_id": user.id,
+        "key": key,
+        "request_fingerprint": fingerprint_of(request),
+        "order_id": order.id,
+    }
+    return insert_unless_taken(session, IdempotencyKey, ["user_id", "key"], values) is not None
 
 
 def find_key(user: User, key: str) -> IdempotencyKey | None:
@@ -148,15 +155,6 @@ def replay(earlier: IdempotencyKey, request: dict[str, Any]) -> Order:
     return earlier.order
 
 
-def violates(error: sa_exc.IntegrityError, constraint: str) -> bool:
-    """Whether error is a unique violation of the named constraint."""
-    original = error.orig
-    return (
-        isinstance(original, pg_errors.UniqueViolation)
-        and original.diag.constraint_name == constraint
-    )
-
-
 def expected_version(body_version: int | None, if_match: str | None) -> int | None:
     """The version the client read, from the body or an If-Match header (422 if they differ)."""
     header_version = parse_if_match(if_match) if if_match is not None else None
@@ -166,11 +164,17 @@ def expected_version(body_version: int | None, if_match: str | None) -> int | No
 
 
 def parse_if_match(value: str) -> int:
-    """The version in an If-Match header: 3, "3" or W/"3" (ASCII digits, as ETags are sent)."""
-    digits = value.strip().removeprefix("W/").strip('"')
-    if VERSION_PATTERN.fullmatch(digits) is None:
+    """The version in an If-Match header: "3", the ETag as answered (ASCII digits).
+
+    RFC 9110 compares If-Match strongly, so a weak W/"3" matches no version: 409, as a
+    stale one. What is not an entity tag at all ("3, 3", 3 unquoted) is a 422.
+    """
+    tag = ENTITY_TAG.fullmatch(value.strip())
+    if tag is None:
         raise ApiError.validation({"If-Match": ['Must be the order\'s ETag, such as "3".']})
-    return int(digits)
+    if tag["weak"]:
+        raise ApiError.conflict("a weak ETag never matches If-Match; send the ETag as answered")
+    return int(tag["version"])
 
 
 def check_version(order: Order, version: int | None, required: bool) -> None:
@@ -223,6 +227,17 @@ def cancel_order(user: User, order: Order) -> Order:
         return order
     if not user.is_admin and order.status == CONFIRMED:
         raise ApiError.conflict("a confirmed order can only be cancelled by an admin")
-    with transaction():
-        move(order, CANCELLED)
+    try:
+        with transaction():
+            move(order, CANCELLED)
+    except StaleDataError:
+        return cancelled_meanwhile(user, order.id)
+    return order
+
+
+def cancelled_meanwhile(user: User, order_id: int) -> Order:
+    """The order a concurrent request changed first: fine if it cancelled it, else 409."""
+    order = get_visible_order(user, order_id)
+    if order.status != CANCELLED:
+        raise ApiError.conflict(f"the order changed meanwhile; it is {order.status}")
     return order

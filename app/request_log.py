@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 
 # The message of an access line; the request's fields follow it (as key=value, or JSON).
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s'
+# The most of a client's text (its request line, its path) one line carries: a client must
+# not write kilobytes into the log with every refused request.
+MAX_CLIENT_TEXT = 256
+
+
+def cut(text: str | None) -> str | None:
+    """text, or its first MAX_CLIENT_TEXT characters and an ellipsis."""
+    if text is None or len(text) <= MAX_CLIENT_TEXT:
+        return text
+    return text[:MAX_CLIENT_TEXT] + "…"
 
 
 def request_fields(context: RequestContext, status: int | None, duration_s: float) -> dict:
@@ -30,7 +40,7 @@ def request_fields(context: RequestContext, status: int | None, duration_s: floa
     return {
         "request_id": context.request_id,
         "method": context.method,
-        "route": context.route or context.path,
+        "route": context.route or cut(context.path),
         "status": status,
         "duration_ms": round(duration_s * 1000, 1),
         "db_wait_ms": round(context.wait_s * 1000, 1),
@@ -60,6 +70,13 @@ def access_fields(atoms: Mapping) -> dict[str, Any]:
     return request_fields(context, status, duration_s)
 
 
+def message_of(record: logging.LogRecord) -> str:
+    """The record's message; an access line's with the client's request line cut short."""
+    if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+        return record.msg % {**record.args, "r": cut(record.args.get("r"))}
+    return record.getMessage()
+
+
 def line_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The extra fields of a log record: its own, gunicorn's access atoms, or the request id."""
     fields = getattr(record, "fields", None)
@@ -81,7 +98,7 @@ class JsonFormatter(logging.Formatter):
             "time": utc_timestamp(datetime.fromtimestamp(record.created, UTC), "milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": message_of(record),
         }
         line.update(line_fields(record))
         if record.exc_info:
@@ -102,7 +119,8 @@ class TextFormatter(logging.Formatter):
         """The record as text."""
         fields = line_fields(record)
         stack = fields.pop("stack", None)
-        text = super().format(record)
+        cut_short = {**record.__dict__, "msg": message_of(record), "args": None}
+        text = super().format(logging.makeLogRecord(cut_short))
         if fields:
             text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
         return f"{text}\n{stack}" if stack else text

@@ -126,3 +126,13 @@ def test_timestamps_are_answered_in_utc_whatever_the_servers_time_zone():
             assert listed["valid_from"] == "1900-06-01T00:00:00+00:00"
         finally:
             dispose_engines(app, close=True)
+
+
+def test_a_window_outside_the_years_after_conversion_to_utc_is_422(client, admin):
+    for field, moment in (
+        ("valid_until", "9000-12-31T23:00:00-05:00"),
+        ("valid_from", "1900-01-01T00:30:00+01:00"),
+    ):
+        response = create(client, admin, code=f"EDGE{len(moment)}{field[6]}", **{field: moment})
+        assert response.status_code == 422, (field, response.json)
+        assert set(response.json["error"]["fields"]) == {field}

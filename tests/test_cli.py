@@ -45,10 +45,22 @@ def test_create_admin_makes_a_new_admin_who_can_sign_in(app, runner, auth):
     assert auth.login("boss@example.com").status_code == 200
 
 
-def test_create_admin_promotes_an_existing_user(app, runner, customer):
-    result = runner.invoke(args=["create-admin", customer.email.upper(), "--password", PASSWORD])
+def test_create_admin_promotes_an_existing_user_keeping_the_password(app, runner, auth, customer):
+    result = runner.invoke(args=["create-admin", customer.email.upper()])
     assert result.exit_code == 0, result.output
     assert role_of(app, customer.email) == "admin"
+    assert auth.login(customer.email).status_code == 200
+
+
+def test_create_admin_replaces_an_existing_password_only_when_told(app, runner, auth, customer):
+    other = "another long password"
+    refused = runner.invoke(args=["create-admin", customer.email, "--password", other])
+    assert refused.exit_code == 2 and "--reset-password" in refused.output
+    assert role_of(app, customer.email) == "customer"
+    assert auth.login(customer.email).status_code == 200
+    reset = ["create-admin", customer.email, "--password", other, "--reset-password"]
+    assert runner.invoke(args=reset).exit_code == 0
+    assert auth.login(customer.email, other).status_code == 200
 
 
 def test_create_admin_prompts_for_the_password(app, runner):

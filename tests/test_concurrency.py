@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+from tests import pg
 from tests.servers import GunicornServer, free_port, overlapping_env
 
 pytestmark = pytest.mark.process
@@ -90,16 +91,21 @@ def test_parallel_posts_with_one_key_create_exactly_one_order(
     assert orders == [(1,)]
 
 
+def new_order_url(server, headers: dict[str, str], service_id: int) -> str:
+    """Place an order of one unit; return its URL."""
+    order = requests.post(
+        server.url + "/api/orders",
+        json={"service_id": service_id, "quantity": 1},
+        headers=headers,
+        timeout=30,
+    ).json()
+    return f"{server.url}/api/orders/{order['id']}"
+
+
 def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id):
     headers = signed_in(server, "patcher@example.com")
     for round_number in range(5):
-        order = requests.post(
-            server.url + "/api/orders",
-            json={"service_id": service_id, "quantity": 1},
-            headers=headers,
-            timeout=30,
-        ).json()
-        url = f"{server.url}/api/orders/{order['id']}"
+        url = new_order_url(server, headers, service_id)
         notes = iter(["first", "second"])
         responses = all_at_once(
             2,
@@ -112,6 +118,43 @@ def test_two_patches_of_one_version_give_one_200_and_one_409(server, service_id)
         winner = next(r.json() for r in responses if r.status_code == 200)
         current = requests.get(url, headers=headers, timeout=30).json()
         assert (current["notes"], current["version"]) == (winner["notes"], 2)
+
+
+def test_two_deletes_of_one_order_both_cancel_it(server, service_id):
+    headers = signed_in(server, "canceller@example.com")
+    for round_number in range(5):
+        url = new_order_url(server, headers, service_id)
+        responses = all_at_once(
+            2, lambda url=url: requests.delete(url, headers=headers, timeout=30)
+        )
+        assert [r.status_code for r in responses] == [200, 200], (round_number, responses[0].text)
+        assert {r.json()["status"] for r in responses} == {"cancelled"}
+
+
+PARALLEL_REGISTRATIONS = 8  # Under the 10 an hour one address may make.
+
+
+def test_racing_writes_on_a_unique_key_put_no_error_in_the_servers_log(
+    server, server_database_url, service_id
+):
+    log = pg.ServerLog()
+    body = {"email": "taken-at-once@example.com", "password": PASSWORD, "name": "Racer"}
+    registrations = all_at_once(
+        PARALLEL_REGISTRATIONS,
+        lambda: requests.post(server.url + "/api/auth/register", json=body, timeout=30),
+    )
+    headers = signed_in(server, "racing-key@example.com") | {"Idempotency-Key": "racing"}
+    order = {"service_id": service_id, "quantity": 1}
+    orders = all_at_once(
+        PARALLEL_POSTS,
+        lambda: requests.post(server.url + "/api/orders", json=order, headers=headers, timeout=30),
+    )
+    statuses = Counter(response.status_code for response in registrations)
+    assert statuses == {201: 1, 409: PARALLEL_REGISTRATIONS - 1}, server.output()
+    assert [r.status_code for r in orders] == [201] * PARALLEL_POSTS, server.output()
+    assert len({r.json()["id"] for r in orders}) == 1
+    lines = log.lines_about(pg.database_name(server_database_url))
+    assert not [line for line in lines if "duplicate key" in line or "taken-at-once" in line]
 
 
 RATE_LIMIT_REDIS = "redis://127.0.0.1:6379/11"
@@ -183,6 +226,9 @@ def test_workers_share_failed_login_counts_through_redis(server_database_url, re
         blocked = requests.post(server.url + "/api/auth/login", json=right, timeout=30)
     assert statuses == [401] * 5 + [429]
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+    keys = [key.decode() for key in redis.Redis.from_url(RATE_LIMIT_REDIS).scan_iter("*")]
+    ours = [key for key in keys if redis_rate_limits["RATELIMIT_KEY_PREFIX"] in key]
+    assert ours and not [key for key in ours if "guessed" in key or "@" in key], ours
 
 
 def test_sign_in_still_works_and_is_limited_when_redis_is_down(server_database_url):

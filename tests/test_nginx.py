@@ -155,12 +155,14 @@ def test_a_body_over_one_mib_is_refused_before_the_app(proxy, gunicorn):
 
 
 def test_a_large_body_within_the_limit_is_buffered_and_passed_on(proxy):
-    body = json.dumps({"email": "nobody@example.com", "password": "x" * 10}) + " " * 900_000
+    # /api/services takes bodies up to 1 MiB (sign-in takes 8 KiB: the app would refuse it).
+    body = json.dumps({"name": "x", "price_cents": 1}) + " " * 900_000
     response = requests.post(
-        proxy.url + "/api/auth/login", data=body, timeout=10,
+        proxy.url + "/api/services", data=body, timeout=10,
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
-    assert response.status_code == 401  # The app read it all: a wrong password, not a 413.
+    assert response.status_code == 401  # The app's answer (no token), not nginx's 413.
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_upstream_down_is_a_json_502_with_retry_after():
@@ -208,6 +210,20 @@ def test_one_address_flooding_requests_gets_json_429s_and_others_do_not(proxy):
     assert refused.json()["error"]["code"] == "too_many_requests"
     assert refused.headers["Retry-After"] == "1"
     assert neighbour.get(proxy.url + "/api/health/live").status_code == 200
+
+
+def test_refused_requests_with_long_urls_are_logged_cut_short(proxy):
+    flooder = client_from("127.0.0.22")
+    long_path = "/api/health/live?" + "x" * 3800
+    responses = [flooder.get(proxy.url + long_path)]
+    while responses[-1].status_code == 200 and len(responses) < MAX_FLOOD:
+        responses.append(flooder.get(proxy.url + long_path))
+    assert responses[-1].status_code == 429
+    time.sleep(0.2)  # nginx writes its logs a moment after it answers
+    logs = [(proxy.folder / name).read_text() for name in ("access.log", "error.log")]
+    lines = [line for log in logs for line in log.splitlines() if "127.0.0.22" in line]
+    assert any(" 429 " in line for line in lines)
+    assert all(len(line) < 512 for line in lines), max(lines, key=len)
 
 
 def stalled_body(port: int, source: str) -> socket.socket:

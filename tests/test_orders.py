@@ -311,3 +311,33 @@ def test_delete_with_a_stale_if_match_is_409(client, customer, order):
     )
     headers = customer.headers | {"If-Match": '"1"'}
     assert client.delete(f"{ORDERS}/{order['id']}", headers=headers).status_code == 409
+
+
+def test_if_match_compares_strongly_a_weak_etag_never_matches(client, customer, order):
+    url = f"{ORDERS}/{order['id']}"
+    weak = client.patch(url, json={"notes": "x"}, headers=customer.headers | {"If-Match": 'W/"1"'})
+    assert weak.status_code == 409
+    strong = client.patch(url, json={"notes": "x"}, headers=customer.headers | {"If-Match": '"1"'})
+    assert strong.status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ['"1', '1"', "1", 'W/"1'])
+def test_if_match_that_is_not_an_entity_tag_is_422(client, customer, order, if_match):
+    url = f"{ORDERS}/{order['id']}"
+    response = client.patch(
+        url, json={"notes": "x"}, headers=customer.headers | {"If-Match": if_match}
+    )
+    assert response.status_code == 422
+    assert set(response.json["error"]["fields"]) == {"If-Match"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [("İNTRO5", "INTRO5"), ("\u212aIDS5", "KIDS5")],
+    ids=["dotted capital I", "Kelvin sign"],
+)
+def test_a_benefit_code_beyond_ascii_is_422(app, client, customer, service_id, sent, stored):
+    add_row(app, Benefit(code=stored, title="Folded", discount_percent=5))
+    response = place(client, customer, service_id, benefit_code=sent)
+    assert response.status_code == 422
+    assert set(response.json["error"]["fields"]) == {"benefit_code"}

@@ -173,3 +173,14 @@ def test_the_server_sees_which_request_ran_a_statement(client, database_url, ser
     assert len(tagged) == 1
     assert tagged[0].startswith("SELECT services.id")
     assert tagged[0].endswith(" /* request_id=tagged-1 */")
+
+
+@pytest.mark.process
+def test_a_long_request_line_is_logged_cut_short(server_database_url):
+    env = {"DATABASE_URL": server_database_url}
+    with GunicornServer(env) as server:
+        response = server.get("/api/services?q=" + "x" * 3500, headers={"X-Request-ID": "long-1"})
+        assert response.status_code == 422
+        output = output_once(server, '"long-1"')
+    ours = [x for x in json_lines(output) if x.get("request_id") == "long-1"]
+    assert ours and all(len(json.dumps(x)) < 1024 for x in ours), ours

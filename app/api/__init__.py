@@ -2,7 +2,7 @@
 
 from importlib.resources import files
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Response, request
 from flask_smorest import Api
 
 from app.api import auth, benefits, health, orders, services, users
@@ -25,6 +25,15 @@ def register_blueprints(app: Flask, api: Api) -> None:
         api.register_blueprint(module.blp)
     app.register_blueprint(docs_assets())
     app.before_request(require_small_json_body)
+    app.after_request(options_answer_204)
+
+
+def options_answer_204(response: Response) -> Response:
+    """OPTIONS answers 204 with its Allow header, not Flask's empty text/html 200."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        response.status_code = 204
+        del response.headers["Content-Type"]
+    return response
 
 
 def docs_assets() -> Blueprint:

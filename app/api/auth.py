@@ -8,7 +8,7 @@ from app.api.blueprint import Blueprint, not_stored
 from app.database import reading, transaction
 from app.errors import ApiError
 from app.models import User
-from app.models.base import utcnow
+from app.models.base import insert_unless_taken, utcnow
 from app.rate_limits import Limit, by_client, by_email, by_email_and_client, limited
 from app.schemas.user import LoginSchema, ProfileSchema, RegisterSchema, TokenSchema
 from app.security import (
@@ -35,6 +35,11 @@ blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Sign up, 
 blp.after_request(not_stored)
 
 
+def email_taken() -> ApiError:
+    """409 for a registration whose email belongs to an account already."""
+    return ApiError(409, "conflict", "this email is registered", {"email": ["Taken."]})
+
+
 @blp.route("/register")
 class Register(MethodView):
     """Sign up."""
@@ -49,12 +54,15 @@ class Register(MethodView):
         with reading() as session:
             taken = find_user_by_email(session, fields["email"]) is not None
         if taken:
-            raise ApiError(409, "conflict", "this email is registered", {"email": ["Taken."]})
+            raise email_taken()
         # Hashed with no connection held: scrypt takes longer than the whole insert.
         password_hash = hash_password(fields.pop("password"))
-        user = User(**fields, password_hash=password_hash)
         with transaction() as session:
-            session.add(user)
+            user = insert_unless_taken(
+                session, User, ["email"], fields | {"password_hash": password_hash}
+            )
+        if user is None:  # A concurrent registration of this email came first.
+            raise email_taken()
         return user
 
 

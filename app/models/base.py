@@ -1,9 +1,13 @@
-"""What every table shares: UTC timestamps."""
+"""What every table shares: UTC timestamps, and inserts that may find their key taken."""
 
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+Row = TypeVar("Row")
 
 
 class UtcDateTime(sa.types.TypeDecorator):
@@ -43,3 +47,24 @@ class Timestamps:
 
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+def insert_unless_taken(
+    session: Session, model: type[Row], unique_columns: list[str], values: dict[str, Any]
+) -> Row | None:
+    """Insert a row of model and return it; None when its unique columns are taken already.
+
+    `INSERT … ON CONFLICT DO NOTHING RETURNING`: a racing insert of the same key is waited
+    for, then skipped without an error. A unique violation instead makes PostgreSQL log the
+    whole statement, values and all (psycopg2 sends them inside it). SQLite, for
+    development, has the same clause.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=unique_columns)
+        .returning(model)
+    )
+    return session.scalar(statement)

@@ -19,14 +19,22 @@ from app.schemas.common import (
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$"
 
 
+def benefit_code_field(**kwargs) -> Text:
+    """A benefit code: ASCII letters, digits, _ and -, which PostgreSQL and Python lower alike.
+
+    Beyond ASCII they differ (`İ`: PostgreSQL "i", Python "i" and a combining dot), and a
+    code compared lowered in the database would not be the one Python fingerprints.
+    """
+    return Text(
+        validate=WholeMatch(CODE_PATTERN, error="Use 1 to 50 letters, digits, _ or -."), **kwargs
+    )
+
+
 class BenefitSchema(StrictSchema):
     """A benefit as clients see it, and as admins write it."""
 
     id = ma.fields.Integer(dump_only=True)
-    code = Text(
-        required=True,
-        validate=WholeMatch(CODE_PATTERN, error="Use 1 to 50 letters, digits, _ or -."),
-    )
+    code = benefit_code_field(required=True)
     title = Text(required=True, validate=ma.validate.Length(min=1, max=200))
     description = Text(load_default="", validate=ma.validate.Length(max=5000))
     discount_percent = body_integer(0, 100, required=True)

@@ -1,6 +1,8 @@
 """Schemas shared by every resource: safe scalar fields, pagination in, pages out, errors."""
 
-from datetime import UTC
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from itertools import islice
 
 import marshmallow as ma
 
@@ -8,13 +10,44 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
 MAX_ID = 2**31 - 1  # PostgreSQL integer: a larger id can name no row.
 EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+# A 422 names at most this many unknown fields (errors.py lists no more than 20 in all).
+MAX_UNKNOWN_LISTED = 20
 
 
 class StrictSchema(ma.Schema):
-    """Rejects unknown fields, so a typo or a forbidden field is a 422, not silence."""
+    """Rejects unknown fields, so a typo or a forbidden field is a 422, not silence.
+
+    Unknown keys are set aside before loading and the first few reported once: marshmallow
+    would record an error for each of them, which for 50,000 keys took a worker 0.6 s.
+    """
 
     class Meta:
-        unknown = ma.RAISE
+        unknown = ma.RAISE  # What the OpenAPI document says (additionalProperties: false).
+
+    def known_keys(self) -> set[str]:
+        """The keys this schema loads: each field's data_key, or its name."""
+        return {field.data_key or name for name, field in self.load_fields.items()}
+
+    @ma.pre_load
+    def set_aside_unknown(self, data, **kwargs):
+        """data without its unknown keys; unknown_are_refused reports them."""
+        if not isinstance(data, Mapping):
+            return data
+        known = self.known_keys()
+        if all(key in known for key in data):
+            return data
+        return {key: data[key] for key in known if key in data}
+
+    @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
+    def unknown_are_refused(self, data, original_data, **kwargs):
+        """The first MAX_UNKNOWN_LISTED unknown keys, each "Unknown field."."""
+        if not isinstance(original_data, Mapping):
+            return
+        known = self.known_keys()
+        unknown = islice((key for key in original_data if key not in known), MAX_UNKNOWN_LISTED)
+        errors = {key: [self.error_messages["unknown"]] for key in unknown}
+        if errors:
+            raise ma.ValidationError(errors)
 
 
 class Text(ma.fields.String):
@@ -50,10 +83,15 @@ class UtcDateTime(ma.fields.AwareDateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         """Load the date-time; refuse years the database round-trip cannot represent."""
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-            raise ma.ValidationError(f"Year must be from {EARLIEST_YEAR} to {LATEST_YEAR}.")
-        return moment.astimezone(UTC)
+        moment = in_years(super()._deserialize(value, attr, data, **kwargs))
+        return in_years(moment.astimezone(UTC))  # 9000-12-31T23:00-05:00 is in 9001.
+
+
+def in_years(moment: datetime) -> datetime:
+    """moment, if its year is from EARLIEST_YEAR to LATEST_YEAR; else a ValidationError."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ma.ValidationError(f"Year must be from {EARLIEST_YEAR} to {LATEST_YEAR}.")
+    return moment
 
 
 def body_integer(low: int, high: int, **kwargs) -> ma.fields.Integer:

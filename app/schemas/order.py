@@ -3,6 +3,7 @@
 import marshmallow as ma
 
 from app.models.order import STATUSES
+from app.schemas.benefit import benefit_code_field
 from app.schemas.common import (
     MAX_ID,
     PageQuery,
@@ -50,7 +51,7 @@ class OrderCreateSchema(StrictSchema):
 
     service_id = reference(required=True)
     quantity = quantity_field(required=True)
-    benefit_code = Text(load_default=None, allow_none=True, validate=ma.validate.Length(max=50))
+    benefit_code = benefit_code_field(load_default=None, allow_none=True)
     notes = notes_field(load_default="")
 
 
