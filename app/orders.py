@@ -55,8 +55,9 @@ def get_visible_order(user: User, order_id: int) -> Order:
 
 def build_order(session: Session, user: User, request: dict[str, Any]) -> Order:
     """A new pending order, priced from the service and the benefit it names."""
-    service = orderable_service(session, request["service_id"])
-    benefit = usable_benefit(session, request.get("benefit_code"), service)
+    service, benefit = service_and_benefit(
+        session, request["service_id"], request.get("benefit_code")
+    )
     order = Order(
         user_id=user.id,
         service_id=service.id,
@@ -71,24 +72,26 @@ def build_order(session: Session, user: User, request: dict[str, Any]) -> Order:
     return order
 
 
-def orderable_service(session: Session, service_id: int) -> Service:
-    """The active service with this id, or 422 on service_id."""
-    service = session.get(Service, service_id)
+def service_and_benefit(
+    session: Session, service_id: int, code: str | None
+) -> tuple[Service, Benefit | None]:
+    """The active service and the benefit code names, if it applies to it now; else 422.
+
+    One query for both: the benefit comes along by an outer join on its code.
+    """
+    statement = sa.select(Service).where(Service.id == service_id)
+    if code:
+        statement = statement.add_columns(Benefit).outerjoin(Benefit, code_is(code))
+    row = session.execute(statement).first()
+    service = row[0] if row else None
     if service is None or not service.active:
         raise ApiError.validation({"service_id": ["No such service, or it is not available."]})
-    return service
-
-
-def usable_benefit(session: Session, code: str | None, service: Service) -> Benefit | None:
-    """The benefit named by code if it applies to service now; None for no code; else 422."""
-    if not code:
-        return None
-    benefit = session.scalar(sa.select(Benefit).where(code_is(code)))
-    if benefit is None or not benefit.applies(service.id, utcnow()):
+    benefit = row[1] if code else None
+    if code and (benefit is None or not benefit.applies(service.id, utcnow())):
         raise ApiError.validation(
             {"benefit_code": ["No such benefit, or it does not apply to this service now."]}
         )
-    return benefit
+    return service, benefit
 
 
 class KeyTaken(Exception):

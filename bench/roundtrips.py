@@ -98,12 +98,12 @@ def list_orders(session: Session) -> None:
     session.send("GET", "/api/orders", 200)
 
 
-def place_order(session: Session, benefit_code: str | None = None) -> None:
-    """POST an order with a fresh Idempotency-Key; the session keeps it for the PATCH."""
+def place_order(session: Session, benefit_code: str | None = None, keyed: bool = True) -> None:
+    """POST an order, with a fresh Idempotency-Key unless not keyed; kept for the PATCH."""
     body = {"service_id": 1, "quantity": 1}
     if benefit_code:
         body["benefit_code"] = benefit_code
-    headers = {"Idempotency-Key": session.idempotency_key()}
+    headers = {"Idempotency-Key": session.idempotency_key()} if keyed else {}
     response_headers, order = session.send("POST", "/api/orders", 201, body, headers)
     session.order_id, session.etag = order["id"], response_headers["ETag"]
 
@@ -111,7 +111,8 @@ def place_order(session: Session, benefit_code: str | None = None) -> None:
 def patch_order(session: Session) -> None:
     """PATCH the session's last order's quantity with If-Match of the version it read."""
     path = f"/api/orders/{session.order_id}"
-    body = {"quantity": 2 + session.keys_sent % 5}
+    # Each version gets another quantity than the last: every PATCH really writes.
+    body = {"quantity": 2 + int(session.etag.strip('"')) % 5}
     headers, _ = session.send("PATCH", path, 200, body, {"If-Match": session.etag})
     session.etag = headers["ETag"]
 
@@ -137,6 +138,7 @@ ROUTES: dict[str, Callable[[Session], None]] = {
     "GET /api/services/<id>": get_service,
     "GET /api/services (list)": list_services,
     "GET /api/orders (signed in)": list_orders,
+    "POST /api/orders": lambda session: place_order(session, keyed=False),
     "POST /api/orders (Idempotency-Key)": place_order,
     "POST /api/orders with a benefit code (Idempotency-Key)": (
         lambda session: place_order(session, BENEFIT_CODE)
