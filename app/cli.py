@@ -16,6 +16,7 @@ from app.config import app_settings
 from app.database import health_probe, transaction
 from app.database.budget import assess_budget
 from app.database.health import health_report
+from app.database.replicas import add_replicas, measure_now, replica_set
 from app.database.timeouts import settings_warnings
 from app.extensions import db
 from app.models import ApiToken, IdempotencyKey
@@ -36,6 +37,7 @@ POOL_SETTINGS = (
     "DB_IDLE_IN_TRANSACTION_TIMEOUT",
     "DB_APPLICATION_NAME",
     "DB_CONNECTION_BUDGET",
+    "DB_REPLICA_MAX_LAG_MS",
     "WEB_CONCURRENCY",
     "GUNICORN_THREADS",
 )
@@ -62,6 +64,9 @@ def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     settings = app_settings()
     health, _ = health_report(health_probe(), db.engine, with_detail=True)
+    if replica_set() is not None:
+        measure_now(replica_set())
+    add_replicas(health, with_hosts=True)
     budget, limits, limits_error = assess_budget(settings, health_probe().server_engine)
     return {
         "health": health,

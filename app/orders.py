@@ -10,7 +10,7 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, joinedload
 
-from app.database import reading, transaction
+from app.database import read_stale_ok, reading, transaction
 from app.errors import ApiError
 from app.models import Benefit, IdempotencyKey, Order, Service, User
 from app.models.base import utcnow
@@ -50,6 +50,15 @@ def get_visible_order(user: User, order_id: int) -> Order:
     """The order, or 404 when it does not exist or is not user's to see."""
     with reading() as session:
         order = session.scalar(visible_orders(user).where(Order.id == order_id))
+    if order is None:
+        raise ApiError.not_found("order")
+    return order
+
+
+def show_visible_order(user: User, order_id: int) -> Order:
+    """The order for a GET, from a replica that has the client's writes (read_stale_ok), or 404."""
+    statement = visible_orders(user).where(Order.id == order_id)
+    order = read_stale_ok(lambda session: session.scalar(statement), own_writes=True)
     if order is None:
         raise ApiError.not_found("order")
     return order

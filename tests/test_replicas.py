@@ -1,0 +1,242 @@
+"""Read replicas on a real primary and streaming replica of our own (deploy/postgres_pair.py).
+
+Replicas are read-only copies, so which server answered shows in what a client sees: with
+replay paused on the replica, a write on the primary is missing there and present on the
+primary.
+"""
+
+import json
+import time
+
+import pytest
+
+from app import create_app
+from app.config import load_settings
+from app.database import dispose_engines
+from app.database.budget import assess_budget
+from app.database.replicas import READ_AFTER_HEADER
+from bench.postgres import migrate
+from deploy.postgres_pair import PostgresPair
+from tests.conftest import TEST_SETTINGS
+
+# The replica keeps 80 of its 100 connections for superusers: 20 for us, fewer than the primary.
+REPLICA_OPTIONS = "-c superuser_reserved_connections=80"
+# Long enough that a replica with replay paused stays in use for a test.
+PATIENT_LAG_MS = 60_000
+SETTLE_S = 5
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A primary and its streaming replica, with the app's schema, for this module."""
+    with PostgresPair(REPLICA_OPTIONS) as pair:
+        pair.execute(pair.primary_port, "CREATE DATABASE app")
+        migrate(pair.url(pair.primary_port, "app"))
+        pair.wait_until_replayed()
+        yield pair
+
+
+def replica_app(pair, **overrides):
+    """The app on the pair: DATABASE_URL the primary, DATABASE_REPLICA_URLS the replica."""
+    return create_app(
+        {
+            **TEST_SETTINGS,
+            "DATABASE_URL": pair.url(pair.primary_port, "app"),
+            "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+            "DB_CONNECT_TIMEOUT": 2,
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def app(pair):
+    """The app on the pair, patient with lag (conftest's fixtures use it, and empty its tables)."""
+    app = replica_app(pair, DB_REPLICA_MAX_LAG_MS=PATIENT_LAG_MS)
+    yield app
+    dispose_engines(app, close=True)
+
+
+@pytest.fixture(autouse=True)
+def replay_resumed(pair):
+    """Each test starts and ends with the replica replaying (and caught up at the start)."""
+    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+    pair.wait_until_replayed()
+    yield
+    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+
+
+def replica_health(client) -> dict:
+    """replica1 as /api/health reports it."""
+    return client.get("/api/health").json["database"]["replicas"]["replica1"]
+
+
+def wait_until(condition, timeout_s: float = SETTLE_S) -> None:
+    """Poll condition until it holds, or fail."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def serving(client) -> bool:
+    """Whether the app routes reads to replica1 now."""
+    return replica_health(client)["serving"]
+
+
+def new_service(client, admin, price_cents: int = 1000) -> tuple[int, str]:
+    """Create a service as admin; its id and the response's X-Read-After-LSN."""
+    body = {"name": "Lawn mowing", "description": "", "price_cents": price_cents}
+    response = client.post("/api/services", json=body, headers=admin.headers)
+    assert response.status_code == 201
+    return response.json["id"], response.headers[READ_AFTER_HEADER]
+
+
+def pause_replay(pair) -> None:
+    """Stop the replica applying WAL: from here it lags behind every new write."""
+    pair.execute(pair.replica_port, "SELECT pg_wal_replay_pause()")
+
+
+def test_catalogue_reads_come_from_the_replica_and_a_writer_reads_its_write(pair, client, admin):
+    service_id, _ = new_service(client, admin, 1000)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    pause_replay(pair)
+    changed = client.patch(
+        f"/api/services/{service_id}", json={"price_cents": 2000}, headers=admin.headers
+    )
+    written_at = changed.headers[READ_AFTER_HEADER]
+
+    from_replica = client.get(f"/api/services/{service_id}")
+    listed = client.get("/api/services")
+    writers_read = client.get(
+        f"/api/services/{service_id}", headers={READ_AFTER_HEADER: written_at}
+    )
+
+    assert from_replica.json["price_cents"] == 1000, "anyone may read the catalogue a little old"
+    assert listed.json["items"][0]["price_cents"] == 1000
+    assert writers_read.json["price_cents"] == 2000, "the writer reads its own write"
+
+
+def test_a_clients_own_orders_are_read_where_its_write_is(pair, client, customer, service_id):
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    pause_replay(pair)
+    placed = client.post(
+        "/api/orders", json={"service_id": service_id, "quantity": 2}, headers=customer.headers
+    )
+    order_id, written_at = placed.json["id"], placed.headers[READ_AFTER_HEADER]
+
+    with_position = {**customer.headers, READ_AFTER_HEADER: written_at}
+    own_read = client.get(f"/api/orders/{order_id}", headers=with_position)
+    own_list = client.get("/api/orders", headers=with_position)
+    without_header = client.get(f"/api/orders/{order_id}", headers=customer.headers)
+
+    assert own_read.status_code == 200 and own_read.json["quantity"] == 2
+    assert [order["id"] for order in own_list.json["items"]] == [order_id]
+    assert without_header.status_code == 200, "without the header, orders stay on the primary"
+
+
+def test_a_revoked_token_is_refused_at_once_with_replay_paused(pair, client, customer):
+    pause_replay(pair)
+    assert client.post("/api/auth/logout", headers=customer.headers).status_code in (200, 204)
+    refused = client.get("/api/orders", headers={**customer.headers, READ_AFTER_HEADER: "0/0"})
+    assert refused.status_code == 401
+
+
+def test_a_replica_past_the_lag_bound_serves_no_reads_until_it_catches_up(pair, admin):
+    strict = replica_app(pair, DB_REPLICA_MAX_LAG_MS=300)
+    client = strict.test_client()
+    try:
+        service_id, _ = new_service(client, admin, 1000)
+        pair.wait_until_replayed()
+        wait_until(lambda: serving(client))
+        pause_replay(pair)
+        client.patch(
+            f"/api/services/{service_id}", json={"price_cents": 3000}, headers=admin.headers
+        )
+        wait_until(lambda: not serving(client))
+        lagging = replica_health(client)
+        fresh = client.get(f"/api/services/{service_id}")
+        health = client.get("/api/health")
+
+        pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+        wait_until(lambda: serving(client))
+    finally:
+        dispose_engines(strict, close=True)
+    assert fresh.json["price_cents"] == 3000, "past the bound, reads come from the primary"
+    assert lagging["lagMs"] > 300 and lagging["reason"].startswith("lagging")
+    assert health.status_code == 200 and health.json["status"] == "ok"
+
+
+def test_health_shows_each_replica_without_naming_hosts(pair, client):
+    wait_until(lambda: serving(client))
+    response = client.get("/api/health")
+    replica = response.json["database"]["replicas"]["replica1"]
+    assert response.status_code == 200 and response.json["status"] == "ok"
+    assert replica["connected"] is True and replica["lagMs"] == 0
+    assert {"size", "checkedOut", "overflow", "idle"} <= set(replica["pool"])
+    text = response.get_data(as_text=True)
+    assert "127.0.0.1" not in text and str(pair.replica_port) not in text
+
+
+def test_db_info_shows_each_replica_with_its_host(pair, runner):
+    info = json.loads(runner.invoke(args=["db-info", "--json"]).output)
+    replica = info["health"]["database"]["replicas"]["replica1"]
+    assert replica["connected"] is True
+    assert f"127.0.0.1:{pair.replica_port}" in replica["url"]
+
+
+def test_the_budget_check_refuses_more_than_a_replica_can_give(pair):
+    settings = load_settings(
+        {
+            **TEST_SETTINGS,
+            "DATABASE_URL": pair.url(pair.primary_port, "app"),
+            "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+            "WEB_CONCURRENCY": 3,  # 3 × (2 + 5) = 21 on the replica, which gives 20
+        }
+    )
+    app = replica_app(pair, WEB_CONCURRENCY=3)
+    try:
+        verdict, _, _ = assess_budget(settings, app.extensions["health_probe"].server_engine)
+    finally:
+        dispose_engines(app, close=True)
+    assert verdict.errors == [
+        "replica1: worst case WEB_CONCURRENCY 3 × (DB_POOL_SIZE 2 + DB_MAX_OVERFLOW 5) = 21"
+        " exceeds what replica1 can give: max_connections 100 − superuser_reserved_connections"
+        " 80 = 20"
+    ]
+
+
+def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, client, admin):
+    service_id, _ = new_service(client, admin, 1500)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    pair.stop_server("replica")
+    try:
+        started = time.monotonic()
+        reads = [client.get(f"/api/services/{service_id}") for _ in range(5)]
+        elapsed = time.monotonic() - started
+        health = client.get("/api/health")
+        down = replica_health(client)
+    finally:
+        pair.restart_replica()
+    wait_until(lambda: serving(client), timeout_s=10)
+    assert [read.status_code for read in reads] == [200] * 5
+    assert all(read.json["price_cents"] == 1500 for read in reads)
+    assert elapsed < 2 + 1, "within DB_CONNECT_TIMEOUT + 1 s"
+    assert health.status_code == 200 and health.json["status"] == "ok"
+    assert down["connected"] is False or down["serving"] is False
+
+
+def test_bad_replica_settings_stop_start_up_with_one_line():
+    with pytest.raises(SystemExit) as urls:
+        load_settings({"DATABASE_REPLICA_URLS": "mysql://replica/app"})
+    with pytest.raises(SystemExit) as lag:
+        load_settings({"DB_REPLICA_MAX_LAG_MS": "soon"})
+    assert str(urls.value) == (
+        "configuration error: DATABASE_REPLICA_URLS='mysql://replica/app' is invalid; it"
+        " accepts empty, or comma-separated postgres:// or postgresql:// URLs"
+    )
+    assert "DB_REPLICA_MAX_LAG_MS='soon'" in str(lag.value)
+    assert "milliseconds from 1 to 86400000" in str(lag.value)
