@@ -9,12 +9,16 @@ import json
 import time
 
 import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from app import create_app
 from app.config import load_settings
 from app.database import dispose_engines
 from app.database.budget import assess_budget
-from app.database.replicas import READ_AFTER_HEADER
+from app.database.replicas import READ_AFTER_HEADER, replica_set
+from app.extensions import db
 from bench.postgres import migrate
 from deploy.postgres_pair import PostgresPair
 from tests.conftest import TEST_SETTINGS
@@ -118,6 +122,32 @@ def test_catalogue_reads_come_from_the_replica_and_a_writer_reads_its_write(pair
     assert writers_read.json["price_cents"] == 2000, "the writer reads its own write"
 
 
+def test_a_one_row_get_from_the_replica_is_one_statement_there_and_none_on_the_primary(
+    pair, app, client, admin
+):
+    service_id, _ = new_service(client, admin)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    with app.app_context():
+        engines = {"primary": db.engine, "replica": replica_set(app).engines()["replica1"]}
+    seen = {name: [] for name in engines}
+    # Only the request's statements: the replica monitors measure lag meanwhile.
+    listeners = {
+        name: lambda conn, cursor, statement, *_, name=name: (
+            "lsn" not in statement and seen[name].append(cursor.connection.get_transaction_status())
+        )
+        for name in engines
+    }
+    for name, engine in engines.items():
+        sa.event.listen(engine, "after_cursor_execute", listeners[name])
+    try:
+        assert client.get(f"/api/services/{service_id}").status_code == 200
+    finally:
+        for name, engine in engines.items():
+            sa.event.remove(engine, "after_cursor_execute", listeners[name])
+    assert seen == {"primary": [], "replica": [TRANSACTION_STATUS_IDLE]}
+
+
 def test_a_clients_own_orders_are_read_where_its_write_is(pair, client, customer, service_id):
     pair.wait_until_replayed()
     wait_until(lambda: serving(client))
@@ -178,6 +208,22 @@ def test_health_shows_each_replica_without_naming_hosts(pair, client):
     assert {"size", "checkedOut", "overflow", "idle"} <= set(replica["pool"])
     text = response.get_data(as_text=True)
     assert "127.0.0.1" not in text and str(pair.replica_port) not in text
+
+
+def test_metrics_name_each_replicas_pool_its_lag_and_whether_it_serves(pair, client, admin):
+    service_id, _ = new_service(client, admin)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    assert client.get(f"/api/services/{service_id}").status_code == 200
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"pool_name": "replica1"})
+
+    assert sample("db_client_connection_max") == 2 + 5
+    assert sample("db_client_connection_wait_time_seconds_count") >= 1
+    assert sample("db_replica_serving") == 1
+    assert sample("db_replica_lag_seconds") == 0
+    assert sample("db_replica_max_lag_seconds") is not None  # the last app here set it
 
 
 def test_db_info_shows_each_replica_with_its_host(pair, runner):
