@@ -22,6 +22,8 @@ from app.extensions import db
 from bench.postgres import migrate
 from deploy.postgres_pair import PostgresPair
 from tests.conftest import TEST_SETTINGS
+from tests.pg import insert_service
+from tests.servers import GunicornServer, run_gunicorn_expecting_exit
 
 # The replica keeps 80 of its 100 connections for superusers: 20 for us, fewer than the primary.
 REPLICA_OPTIONS = "-c superuser_reserved_connections=80"
@@ -286,3 +288,48 @@ def test_bad_replica_settings_stop_start_up_with_one_line():
     )
     assert "DB_REPLICA_MAX_LAG_MS='soon'" in str(lag.value)
     assert "milliseconds from 1 to 86400000" in str(lag.value)
+
+
+def backends_named(pair, application_name: str) -> int:
+    """The replica's connections carrying application_name."""
+    return pair.execute(
+        pair.replica_port,
+        f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application_name}'",
+    )[0][0]
+
+
+def gunicorn_env(pair, **values) -> dict[str, str]:
+    """gunicorn's environment on the pair, two workers."""
+    return {
+        "DATABASE_URL": pair.url(pair.primary_port, "app"),
+        "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+        "WEB_CONCURRENCY": "2",
+        "DB_POOL_SIZE": "2",
+        **values,
+    }
+
+
+@pytest.mark.process
+def test_gunicorn_reads_from_the_replica_and_sigterm_leaves_no_replica_connection(pair):
+    service_id = insert_service(pair.url(pair.primary_port, "app"))
+    pair.wait_until_replayed()
+    with GunicornServer(gunicorn_env(pair)) as server:
+        wait_until(lambda: 'db_replica_serving{pool_name="replica1"} 1.0' in server.metrics())
+        reads = [server.get(f"/api/services/{service_id}") for _ in range(20)]
+        name = f"{server.application_name}/replica1"
+        while_serving = backends_named(pair, name)
+        health = server.get("/api/health").json()
+        server.stop()
+    assert {read.status_code for read in reads} == {200}
+    assert while_serving >= 1, "the reads were served by the replica's pools"
+    assert health["database"]["replicas"]["replica1"]["connected"] is True
+    wait_until(lambda: backends_named(pair, name) == 0, timeout_s=2)
+
+
+@pytest.mark.process
+def test_gunicorn_refuses_to_start_past_what_a_replica_can_give(pair):
+    # 3 × (2 + 5) = 21 on the replica, which gives 20; the primary gives 97.
+    code, output = run_gunicorn_expecting_exit(gunicorn_env(pair, WEB_CONCURRENCY="3"))
+    assert code != 0
+    assert "replica1: worst case WEB_CONCURRENCY 3" in output
+    assert "exceeds what replica1 can give" in output
