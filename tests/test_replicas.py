@@ -66,10 +66,10 @@ def app(pair):
 @pytest.fixture(autouse=True)
 def replay_resumed(pair):
     """Each test starts and ends with the replica replaying (and caught up at the start)."""
-    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+    resume_replay(pair)
     pair.wait_until_replayed()
     yield
-    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+    resume_replay(pair)
 
 
 def replica_health(client) -> dict:
@@ -98,6 +98,11 @@ def new_service(client, admin, price_cents: int = 1000) -> tuple[int, str]:
     return response.json["id"], response.headers[READ_AFTER_HEADER]
 
 
+def resume_replay(pair) -> None:
+    """Let the replica apply WAL again (a promoted one has none to apply)."""
+    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()")
+
+
 def pause_replay(pair) -> None:
     """Stop the replica applying WAL: from here it lags behind every new write."""
     pair.execute(pair.replica_port, "SELECT pg_wal_replay_pause()")
@@ -118,10 +123,12 @@ def test_catalogue_reads_come_from_the_replica_and_a_writer_reads_its_write(pair
     writers_read = client.get(
         f"/api/services/{service_id}", headers={READ_AFTER_HEADER: written_at}
     )
+    garbled = client.get(f"/api/services/{service_id}", headers={READ_AFTER_HEADER: "soon"})
 
     assert from_replica.json["price_cents"] == 1000, "anyone may read the catalogue a little old"
     assert listed.json["items"][0]["price_cents"] == 1000
     assert writers_read.json["price_cents"] == 2000, "the writer reads its own write"
+    assert garbled.json["price_cents"] == 2000, "a header that is no LSN reads from the primary"
 
 
 def test_a_one_row_get_from_the_replica_is_one_statement_there_and_none_on_the_primary(
@@ -192,7 +199,7 @@ def test_a_replica_past_the_lag_bound_serves_no_reads_until_it_catches_up(pair, 
         fresh = client.get(f"/api/services/{service_id}")
         health = client.get("/api/health")
 
-        pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume()")
+        resume_replay(pair)
         wait_until(lambda: serving(client))
     finally:
         dispose_engines(strict, close=True)
@@ -333,3 +340,16 @@ def test_gunicorn_refuses_to_start_past_what_a_replica_can_give(pair):
     assert code != 0
     assert "replica1: worst case WEB_CONCURRENCY 3" in output
     assert "exceeds what replica1 can give" in output
+
+
+def test_a_promoted_replica_serves_no_reads(pair, client, admin):
+    # Last in the module: a promoted replica follows the primary no more.
+    service_id, _ = new_service(client, admin, 1000)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    pair.execute(pair.replica_port, "SELECT pg_promote()")
+    wait_until(lambda: not serving(client))
+    client.patch(f"/api/services/{service_id}", json={"price_cents": 4000}, headers=admin.headers)
+    read = client.get(f"/api/services/{service_id}")
+    assert replica_health(client)["reason"] == "promoted: not in recovery"
+    assert read.json["price_cents"] == 4000, "the promoted copy missed it; the primary has it"

@@ -163,21 +163,25 @@ class Replica:
 
     def mark_down(self, error: Exception) -> None:
         """A read failed here: serve no more reads until the next measurement succeeds."""
-        log.warning("replica %s failed a read; reads go to the primary: %s", self.name, error)
         self.publish(ReplicaState(False, reason="cannot be reached", detail=describe(error)))
 
     def publish(self, state: ReplicaState) -> None:
         """Keep state for routing, log a change of verdict, and set the gauges."""
         if state.reason != self.state.reason and self.state.checked_at:
-            log.warning(
-                "replica %s %s",
-                self.name,
-                f"serves no reads: {state.reason}" if state.reason else "serves reads again",
-            )
+            log.warning("replica %s %s", self.name, verdict(state))
         self.state = state
         SERVING.labels(self.name).set(0 if state.reason else 1)
         if state.lag_ms is not None:
             LAG.labels(self.name).set(state.lag_ms / 1000)
+
+
+def verdict(state: ReplicaState) -> str:
+    """What a change of state means for reads, in words for the log."""
+    if state.reason is None:
+        return "serves reads again"
+    lag = f", {state.lag_ms:.0f} ms behind" if state.lag_ms is not None else ""
+    detail = f": {state.detail}" if state.detail else ""
+    return f"serves no reads, their reads go to the primary: {state.reason}{lag}{detail}"
 
 
 def create_replica_engine(name: str, url: str, settings: Settings) -> Engine:
