@@ -5,7 +5,11 @@ replay paused on the replica, a write on the primary is missing there and presen
 primary.
 """
 
+import contextlib
 import json
+import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -282,6 +286,45 @@ def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, clie
     assert elapsed < 2 + 1, "within DB_CONNECT_TIMEOUT + 1 s"
     assert health.status_code == 200 and health.json["status"] == "ok"
     assert down["connected"] is False or down["serving"] is False
+
+
+@contextlib.contextmanager
+def silenced(port: int):
+    """Drop every loopback packet to and from port (iptables), as a cut network would."""
+    rules = [
+        ["INPUT", "-i", "lo", "-p", "tcp", direction, str(port), "-j", "DROP"]
+        for direction in ("--dport", "--sport")
+    ]
+    for rule in rules:
+        subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            subprocess.run(["iptables", "-D", *rule], check=True)
+
+
+@pytest.mark.skipif(
+    shutil.which("iptables") is None or os.geteuid() != 0, reason="needs iptables as root"
+)
+def test_a_silent_replica_delays_a_read_at_most_the_connect_timeout(pair, client, admin):
+    service_id, _ = new_service(client, admin, 1700)
+    pair.wait_until_replayed()
+    wait_until(lambda: serving(client))
+    client.get(f"/api/services/{service_id}")
+    time.sleep(1)  # Past the pre-ping's bypass window: the pooled connection is tested.
+    timings = []
+    with silenced(pair.replica_port):
+        for _ in range(8):
+            started = time.monotonic()
+            read = client.get(f"/api/services/{service_id}")
+            timings.append((read.status_code, read.json["price_cents"], time.monotonic() - started))
+        health = client.get("/api/health")
+    wait_until(lambda: serving(client), timeout_s=10)
+    assert [(status, price) for status, price, _ in timings] == [(200, 1700)] * 8
+    assert max(seconds for *_, seconds in timings) < 2 + 1, "DB_CONNECT_TIMEOUT 2 s + 1 s"
+    assert all(seconds < 0.5 for *_, seconds in timings[1:]), "then straight to the primary"
+    assert health.status_code == 200 and health.json["status"] == "ok"
 
 
 def test_bad_replica_settings_stop_start_up_with_one_line():

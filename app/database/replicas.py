@@ -184,6 +184,19 @@ def verdict(state: ReplicaState) -> str:
     return f"serves no reads, their reads go to the primary: {state.reason}{lag}{detail}"
 
 
+def replica_connect_args(name: str, settings: Settings) -> dict[str, Any]:
+    """The request pool's connection arguments, for a replica reached directly.
+
+    Never through PgBouncer, so the server limits go at login. A statement sent into a
+    silent network fails after DB_CONNECT_TIMEOUT instead of the primary's 30 s: the read
+    then runs on the primary, which is always there to take it. Only unacknowledged data
+    counts, so a long query on a live replica is not cut short.
+    """
+    arguments = connect_args(settings, f"{settings.db_application_name}/{name}", direct=True)
+    arguments["tcp_user_timeout"] = settings.db_connect_timeout * 1000
+    return arguments
+
+
 def create_replica_engine(name: str, url: str, settings: Settings) -> Engine:
     """An engine like the request pool's: bounded, autocommit, same timeouts, its own name."""
     engine = sa.create_engine(
@@ -195,8 +208,7 @@ def create_replica_engine(name: str, url: str, settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
         isolation_level="AUTOCOMMIT",
-        # A replica is reached directly, never through PgBouncer: the limits go at login.
-        connect_args=connect_args(settings, f"{settings.db_application_name}/{name}", True),
+        connect_args=replica_connect_args(name, settings),
     )
     if settings.db_pool_pre_ping:
         install_pre_ping(engine, ping_server=True)
