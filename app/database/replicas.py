@@ -259,7 +259,7 @@ class ReplicaSet:
             self.stopped.wait(CHECK_INTERVAL_S)
 
     def primary_position(self) -> int | None:
-        """The primary's WAL insert position, read at most about once a second per process."""
+        """How far the primary has written its WAL; read at most twice a second per process."""
         read_at, position = self.primary_lsn
         if time.monotonic() - read_at < CHECK_INTERVAL_S / 2:
             return position
