@@ -13,9 +13,16 @@ from app.extensions import api, cors
 from app.json_provider import OrjsonProvider
 
 MAX_BODY_BYTES = 1024 * 1024
-# Response headers a browser client must read: versions for If-Match, retries, replays, and
-# the request id to quote in a support request.
-EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"]
+# Response headers a browser client must read: versions for If-Match, retries, replays, the
+# request id to quote in a support request, and the position its next reads must see.
+EXPOSED_HEADERS = [
+    "ETag",
+    "Location",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "X-Request-ID",
+    "X-Read-After-LSN",
+]
 # What Flask, Flask-SQLAlchemy and flask-smorest read from app.config: the same in every
 # deployment, so constants here rather than variables of app/config.py.
 FLASK_CONSTANTS = {

@@ -20,6 +20,7 @@ from app.database import MIGRATIONS_DIR, health_probe, reading, transaction
 from app.database.budget import assess_budget
 from app.database.describe import describe
 from app.database.health import health_report
+from app.database.replicas import add_replicas, measure_now, replica_set
 from app.database.timeouts import settings_warnings
 from app.extensions import db
 from app.models import ApiToken, IdempotencyKey
@@ -40,6 +41,7 @@ POOL_SETTINGS = (
     "DB_IDLE_IN_TRANSACTION_TIMEOUT",
     "DB_APPLICATION_NAME",
     "DB_CONNECTION_BUDGET",
+    "DB_REPLICA_MAX_LAG_MS",
     "WEB_CONCURRENCY",
     "GUNICORN_THREADS",
 )
@@ -104,6 +106,9 @@ def collect_db_info() -> dict[str, Any]:
     """Everything db-info prints, as one dictionary."""
     settings = app_settings()
     health, _ = health_report(health_probe(), db.engine, with_detail=True)
+    if replica_set() is not None:
+        measure_now(replica_set())
+    add_replicas(health, with_hosts=True)
     budget, limits, limits_error = assess_budget(settings, health_probe().server_engine)
     return {
         "health": health,

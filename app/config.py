@@ -145,6 +145,17 @@ def origin(value: str) -> str:
     return lowered
 
 
+def replica_urls(value: Any) -> tuple[str, ...]:
+    """Comma-separated postgresql:// URLs of replicas, normalised; empty: none."""
+    if isinstance(value, list | tuple):
+        value = ",".join(value)
+    urls = [url.strip() for url in str(value).split(",") if url.strip()]
+    normalised = tuple(normalise_database_url(url) for url in urls)
+    if not all(is_postgresql(url) for url in normalised):
+        raise ValueError
+    return normalised
+
+
 def text(value: Any) -> str:
     """Any non-empty string."""
     if not str(value).strip():
@@ -215,6 +226,13 @@ class Settings:
         "",
         optional(normalise_database_url),
         "empty, or a postgresql:// URL of PgBouncer's admin console (database pgbouncer)",
+    )
+    # Read replicas (issue 20): app/database/replicas.py routes the reads that may be old.
+    database_replica_urls: tuple[str, ...] = setting(
+        "", replica_urls, "empty, or comma-separated postgres:// or postgresql:// URLs"
+    )
+    db_replica_max_lag_ms: int = setting(
+        1000, integer(1, 86_400_000), "milliseconds from 1 to 86400000"
     )
     web_concurrency: int = setting(2, integer(1, 256), "a whole number from 1 to 256")
     gunicorn_threads: int = setting(1, integer(1, 1000), "a whole number from 1 to 1000")
@@ -291,6 +309,12 @@ def complete(settings: Settings, environ: Mapping[str, Any]) -> Settings:
             "DATABASE_URL",
             "a postgresql:// URL of PgBouncer when DB_POOLER is pgbouncer",
             settings.database_url,
+        )
+    if settings.database_replica_urls and not is_postgresql(settings.database_url):
+        raise ConfigError(
+            "DATABASE_REPLICA_URLS",
+            "replicas only with a postgresql:// DATABASE_URL",
+            ",".join(settings.database_replica_urls),
         )
     if settings.log_format is None:
         # gunicorn.conf.py makes json its own default.

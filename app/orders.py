@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.database import reading, transaction
+from app.database import read_stale_ok, reading, transaction
 from app.errors import ApiError
 from app.models import Benefit, IdempotencyKey, Order, Service, User
 from app.models.base import insert_unless_taken, utcnow
@@ -48,6 +48,15 @@ def get_visible_order(user: User, order_id: int) -> Order:
     """The order, or 404 when it does not exist or is not user's to see."""
     with reading() as session:
         order = session.scalar(visible_orders(user).where(Order.id == order_id))
+    if order is None:
+        raise ApiError.not_found("order")
+    return order
+
+
+def show_visible_order(user: User, order_id: int) -> Order:
+    """The order for a GET, from a replica that has the client's writes (read_stale_ok), or 404."""
+    statement = visible_orders(user).where(Order.id == order_id)
+    order = read_stale_ok(lambda session: session.scalar(statement), own_writes=True)
     if order is None:
         raise ApiError.not_found("order")
     return order

@@ -4,6 +4,10 @@
             → PgBouncer (deploy/pgbouncer.ini, when DB_POOLER=pgbouncer) → DATABASE_URL
     Prometheus (deploy/prometheus, 127.0.0.1:9090) scrapes METRICS_PORT
 
+With DB_REPLICA=1 the database is a private primary and streaming replica instead
+(deploy/postgres_pair.py), migrated and seeded: gunicorn gets both, the replica as
+DATABASE_REPLICA_URLS, and they stop with the stack.
+
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
 stack is interrupted (Ctrl-C, SIGTERM) or when any part exits; none is left running.
@@ -32,6 +36,7 @@ from app.config import Settings, load_settings
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
 from deploy.ports import address_taken
+from deploy.postgres_pair import PostgresPair
 from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +179,20 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
     }
 
 
+def replica_pair_database(pair: PostgresPair) -> dict[str, str]:
+    """gunicorn's database variables on the pair, after migrating and seeding its primary."""
+    pair.execute(pair.primary_port, "CREATE DATABASE app")
+    database = {
+        "DATABASE_URL": pair.url(pair.primary_port, "app"),
+        "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+    }
+    # The release commands need a key like any deployment; they sign nothing.
+    env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, **database}
+    for command in (["db", "upgrade"], ["seed"]):
+        subprocess.run([sys.executable, "-m", "flask", *command], cwd=ROOT, env=env, check=True)
+    return database
+
+
 def prometheus_part(folder: Path, metrics_target: str) -> Part:
     """Prometheus (deploy/prometheus) scraping gunicorn's metrics, its graph page on loopback."""
     prometheus.prepare(folder, metrics_target, scrape_interval="5s")
@@ -190,7 +209,7 @@ def metrics_target(settings: Settings) -> str:
     return f"{settings.metrics_bind}:{settings.metrics_port}"
 
 
-def parts(settings: Settings, folder: Path) -> list[Part]:
+def parts(settings: Settings, folder: Path, pair: PostgresPair | None = None) -> list[Part]:
     """The servers of the stack in start order: each one's upstream comes before it."""
     upstream = f"{LOOPBACK}:{settings.port}"
     nginx_folder, prometheus_folder = folder / "nginx", folder / "prometheus"
@@ -207,6 +226,8 @@ def parts(settings: Settings, folder: Path) -> list[Part]:
         )
         database_parts = [pgbouncer_part(bouncer)]
         database = through_pgbouncer(bouncer, settings.database_url)
+    if pair is not None:
+        database = replica_pair_database(pair)
     return [
         *database_parts,
         gunicorn_part(settings, database),
@@ -254,17 +275,27 @@ def main() -> int:
         sys.exit(f"stack: PROXY_PORT {settings.proxy_port} on {LOOPBACK} is already in use")
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    with_replica = os.environ.get("DB_REPLICA", "").strip() == "1"
+    if with_replica and settings.behind_pgbouncer:
+        sys.exit("stack: DB_REPLICA=1 runs its own primary and replica; unset DB_POOLER")
     folder = Path(tempfile.mkdtemp(prefix="stack-"))
     folder.chmod(0o755)  # nginx's workers, not root, write their temp files below it
+    pair = None
     try:
         print(f"stack: files in {folder}", flush=True)
+        if with_replica:
+            pair = PostgresPair()  # Assigned first: a start that fails half-way stops too.
+            pair.start()
+            print(f"stack: primary on port {pair.primary_port}, replica on {pair.replica_port}")
         print(f"stack: http://{LOOPBACK}:{settings.proxy_port}/api/health", flush=True)
         print(f"stack: Prometheus at http://{PROMETHEUS_ADDRESS}/graph", flush=True)
-        return run(parts(settings, folder))
-    except RuntimeError as error:  # A part that would not start, with its log.
+        return run(parts(settings, folder, pair))
+    except (RuntimeError, subprocess.CalledProcessError) as error:  # A part that would not start.
         print(f"stack: {error}", file=sys.stderr)
         return 1
     finally:
+        if pair is not None:
+            pair.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

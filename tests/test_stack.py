@@ -69,9 +69,17 @@ def group_alive(group: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("pooler", ["none", "pgbouncer"])
+@pytest.mark.parametrize(
+    ("pooler", "replica"),
+    [
+        pytest.param("none", "0", id="none"),
+        pytest.param("pgbouncer", "0", id="pgbouncer"),
+        # Its own primary and streaming replica (DB_REPLICA=1), gone with the rest on Ctrl-C.
+        pytest.param("none", "1", id="replica"),
+    ],
+)
 def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
-    server_database_url, tmp_path, pooler
+    server_database_url, tmp_path, pooler, replica
 ):
     proxy_port, prometheus_port = free_port(), free_port()
     # The stack's temporary files, readable by the servers' own users (pytest's are not).
@@ -81,6 +89,7 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         **os.environ,
         "TMPDIR": str(temp_dir),
         "DB_POOLER": pooler,
+        "DB_REPLICA": replica,
         "VENV": str(installed_venv_view(tmp_path)),
         "DATABASE_URL": server_database_url,
         "SECRET_KEY": "test-secret",
@@ -100,6 +109,7 @@ def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
         assert health.status_code == 200, (tmp_path / "stack.log").read_text()
         # Behind PgBouncer, health reports its pool: the stack wired the admin console.
         assert ("pooler" in health.json()["database"]) == (pooler == "pgbouncer")
+        assert ("replicas" in health.json()["database"]) == (replica == "1")
         unrouted = requests.get(f"http://127.0.0.1:{proxy_port}/metrics", timeout=5)
         assert unrouted.status_code == 404  # nginx answers, not gunicorn
         assert scraped_up(f"http://127.0.0.1:{prometheus_port}", timeout_s=20)

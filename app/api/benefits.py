@@ -13,6 +13,7 @@ from app.api.catalogue import (
     save_changes,
     save_new,
     search,
+    show_or_404,
 )
 from app.api.pagination import paginate
 from app.database import reading
@@ -40,7 +41,7 @@ class Benefits(MethodView):
         statement = sa.select(Benefit).order_by(Benefit.id)
         statement = search(statement, query, Benefit.title, Benefit.code)
         columns = {"active": Benefit.active, "service_id": Benefit.service_id}
-        return paginate(filter_by(statement, query, columns), query)
+        return paginate(filter_by(statement, query, columns), query, stale_ok=True)
 
     @blp.admin_only
     @blp.arguments(BenefitSchema)
@@ -59,7 +60,7 @@ class BenefitById(MethodView):
     @blp.response(200, BenefitSchema)
     def get(self, benefit_id):
         """Get a benefit."""
-        return get_or_404(Benefit, benefit_id, "benefit")
+        return show_or_404(Benefit, benefit_id, "benefit")
 
     @blp.admin_only
     @blp.arguments(BenefitSchema)

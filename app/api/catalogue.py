@@ -5,14 +5,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from app.database import reading, transaction
+from app.database import read_stale_ok, reading, transaction
 from app.errors import ApiError
 
 
 def get_or_404(model: type, row_id: int, resource: str):
-    """The row with this id, or the resource's 404."""
+    """The row with this id, or the resource's 404: on the primary, for a change to follow."""
     with reading() as session:
         row = session.get(model, row_id)
+    return found_or_404(row, resource)
+
+
+def show_or_404(model: type, row_id: int, resource: str):
+    """The row with this id for a GET, perhaps from a replica (read_stale_ok), or 404."""
+    return found_or_404(read_stale_ok(lambda session: session.get(model, row_id)), resource)
+
+
+def found_or_404(row, resource: str):
+    """row, or the resource's 404 when there is none."""
     if row is None:
         raise ApiError.not_found(resource)
     return row

@@ -3,6 +3,7 @@
 from app.api.blueprint import Blueprint
 from app.database import health_probe
 from app.database.health import health_report
+from app.database.replicas import add_replicas
 from app.extensions import db
 from app.models.base import utc_timestamp
 from app.schemas.health import HealthSchema, LiveSchema
@@ -15,7 +16,8 @@ blp = Blueprint("health", __name__, url_prefix="/api/health", description="Servi
 @blp.alt_response(503, schema=HealthSchema, description="The database cannot be reached")
 def health():
     """Readiness: the database answers, with our connection counts and this process's pool."""
-    return health_report(health_probe(), db.engine)
+    body, status = health_report(health_probe(), db.engine)
+    return add_replicas(body), status
 
 
 @blp.route("/live")

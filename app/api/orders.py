@@ -12,6 +12,7 @@ from app.orders import (
     expected_version,
     get_visible_order,
     place_order,
+    show_visible_order,
     update_order,
     visible_orders,
 )
@@ -47,7 +48,7 @@ class Orders(MethodView):
         for name in ("status", "service_id"):
             if name in query:
                 statement = statement.where(getattr(Order, name) == query[name])
-        return paginate(statement, query)
+        return paginate(statement, query, stale_ok=True, own_writes=True)
 
     @blp.signed_in
     @blp.arguments(IdempotencyHeaders, location="headers")
@@ -70,7 +71,7 @@ class OrderById(MethodView):
     @blp.response(200, OrderSchema)
     def get(self, order_id):
         """Get an order, with its version as ETag."""
-        return with_etag(get_visible_order(current_user(), order_id))
+        return with_etag(show_visible_order(current_user(), order_id))
 
     @blp.signed_in
     @blp.arguments(IfMatchHeaders, location="headers")

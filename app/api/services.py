@@ -11,6 +11,7 @@ from app.api.catalogue import (
     save_changes,
     save_new,
     search,
+    show_or_404,
 )
 from app.api.pagination import paginate
 from app.models import Service
@@ -33,7 +34,9 @@ class Services(MethodView):
     def get(self, query):
         """List services, filtered by name (?q=) and ?active=."""
         statement = search(sa.select(Service).order_by(Service.id), query, Service.name)
-        return paginate(filter_by(statement, query, {"active": Service.active}), query)
+        return paginate(
+            filter_by(statement, query, {"active": Service.active}), query, stale_ok=True
+        )
 
     @blp.admin_only
     @blp.arguments(ServiceSchema)
@@ -50,7 +53,7 @@ class ServiceById(MethodView):
     @blp.response(200, ServiceSchema)
     def get(self, service_id):
         """Get a service."""
-        return get_or_404(Service, service_id, "service")
+        return show_or_404(Service, service_id, "service")
 
     @blp.admin_only
     @blp.arguments(ServiceSchema)

@@ -11,6 +11,7 @@ from app.database.health import HealthProbe
 from app.database.pgbouncer import install_pgbouncer_mode
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
+from app.database.replicas import install_replicas, read_stale_ok, replica_set
 from app.database.session import install_unit_of_work, reading, remove_session, transaction
 from app.database.tagging import count_statements
 from app.extensions import db, migrate
@@ -22,6 +23,7 @@ __all__ = [
     "engine_options",
     "health_probe",
     "init_app",
+    "read_stale_ok",
     "reading",
     "transaction",
 ]
@@ -41,6 +43,7 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine, settings)
         install_unit_of_work(db.engine)
+    install_replicas(app)
     # After Flask-SQLAlchemy's own teardown, so it runs first (last in, first out) and
     # theirs finds the session already removed.
     app.teardown_appcontext(remove_session)
@@ -65,9 +68,11 @@ def health_probe() -> HealthProbe:
 
 
 def engines(app: Flask) -> list[Engine]:
-    """Every engine the app owns: the request pool and the health probe."""
+    """Every engine the app owns: the request pool, the health probe and any replica's pool."""
+    replicas = replica_set(app)
     with app.app_context():
-        return [db.engine, app.extensions["health_probe"].engine]
+        own = [db.engine, app.extensions["health_probe"].engine]
+    return own + (list(replicas.engines().values()) if replicas else [])
 
 
 def dispose_engines(app: Flask, close: bool) -> None:
@@ -78,3 +83,6 @@ def dispose_engines(app: Flask, close: bool) -> None:
     """
     for engine in engines(app):
         engine.dispose(close=close)
+    replicas = replica_set(app)
+    if close and replicas:
+        replicas.stop()

@@ -5,7 +5,7 @@ checked against DB_CONNECTION_BUDGET (this host's share of max_client_conn) and 
 max_client_conn, while the server is checked against PgBouncer's pool for our database.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, text
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from app.config import Settings
 from app.database.describe import describe
+from app.database.engine import pool_less_engine
 from app.database.pgbouncer import PoolerSettings, pgbouncer_settings
 
 # Each worker may hold one more connection than its pool: the health probe's own.
@@ -108,6 +109,11 @@ def assess_budget(
     limits, limits_error = fetch_server_limits(engine)
     pooler, pooler_error = fetch_pooler_settings(settings)
     verdict = check_budget(settings, limits, limits_error, pooler, pooler_error)
+    if settings.database_replica_urls:
+        errors, warnings = replica_findings(settings)
+        verdict = replace(
+            verdict, errors=verdict.errors + errors, warnings=verdict.warnings + warnings
+        )
     return verdict, limits, limits_error
 
 
@@ -165,6 +171,36 @@ def server_findings(
             f"available − {limits.in_use} in use = {limits.free}"
         ]
     return [], []
+
+
+def replica_worst_case(settings: Settings) -> tuple[int, str]:
+    """Most connections the deployment may hold on each replica: its pools (lag checks included)."""
+    workers = settings.web_concurrency
+    pool, overflow = settings.db_pool_size, settings.db_max_overflow
+    total = workers * (pool + overflow)
+    return (
+        total,
+        f"WEB_CONCURRENCY {workers} × (DB_POOL_SIZE {pool} + DB_MAX_OVERFLOW {overflow}) = {total}",
+    )
+
+
+def replica_findings(settings: Settings) -> tuple[list[str], list[str]]:
+    """Each replica's pools against what that replica can give, read from the replica itself."""
+    total, arithmetic = replica_worst_case(settings)
+    errors, warnings = [], []
+    for number, url in enumerate(settings.database_replica_urls, start=1):
+        name = f"replica{number}"
+        engine = pool_less_engine(settings, url, f"{settings.db_application_name}/{name}/budget")
+        try:
+            limits, limits_error = fetch_server_limits(engine)
+        finally:
+            engine.dispose()
+        more_errors, more_warnings = server_findings(total, arithmetic, limits, limits_error)
+        errors += [f"{name}: {error}".replace("the server", name) for error in more_errors]
+        warnings += [
+            f"{name}: {warning}".replace("server's", f"{name}'s") for warning in more_warnings
+        ]
+    return errors, warnings
 
 
 def server_sum(limits: ServerLimits) -> str:

@@ -26,6 +26,7 @@ from app.database.pool_watch import (
     REQUEST_POOL,
     PoolWatch,
 )
+from app.database.replicas import replica_set
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class PoolMetrics:
         MONITOR.watch(self)
 
     def listen(self) -> list[PoolWatch]:
-        """Attach pool listeners to the request engine and the probe's.
+        """Attach pool listeners to the request engine, the probe's and each replica's.
 
         Statements are counted by the cursor the engines' connections make (tagging.py).
         """
@@ -76,6 +77,9 @@ class PoolMetrics:
                 REQUEST_POOL: db.engine,
                 HEALTH_POOL: self.app.extensions["health_probe"].engine,
             }
+        replicas = replica_set(self.app)
+        if replicas:
+            engines |= replicas.engines()
         watches = [PoolWatch(pool_name, self.leak_threshold_s) for pool_name in engines]
         for watch in watches:
             watch.listen(engines[watch.pool_name])
@@ -86,7 +90,12 @@ class PoolMetrics:
         options = self.app.config["SQLALCHEMY_ENGINE_OPTIONS"]
         # An in-memory SQLite database is one shared connection; the probe opens one at a time.
         request_bound = options.get("pool_size", 1) + options.get("max_overflow", 0)
-        return {REQUEST_POOL: request_bound, HEALTH_POOL: 1}
+        bounds = {REQUEST_POOL: request_bound, HEALTH_POOL: 1}
+        replicas = replica_set(self.app)
+        settings = app_settings(self.app)
+        for pool_name in replicas.engines() if replicas else ():
+            bounds[pool_name] = settings.db_pool_size + settings.db_max_overflow
+        return bounds
 
     def publish_counts(self) -> None:
         """Publish each pool's idle and used connections."""

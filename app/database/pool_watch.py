@@ -77,35 +77,51 @@ class TimedQueuePool(QueuePool):
     Public API only: poolclass is create_engine's documented way to choose a pool, and
     connect() is the pool's public checkout (Engine.connect and Session reach it through
     Engine.raw_connection). The constructor is QueuePool's, so recreate() after a
-    dispose makes another TimedQueuePool.
+    dispose makes another TimedQueuePool. A subclass names another pool (pool_named).
     """
+
+    pool_name = REQUEST_POOL
 
     def connect(self):
         """Check a connection out, counting the wait, the waiters and the timeouts."""
         # With a connection idle the checkout takes it at once; else it queues or connects.
         waits = self.checkedin() == 0
         if waits:
-            PENDING.labels(REQUEST_POOL).inc()
+            PENDING.labels(self.pool_name).inc()
         started = time.perf_counter()
         try:
             return super().connect()
         except sa_exc.TimeoutError:
-            TIMEOUTS.labels(REQUEST_POOL).inc()
+            TIMEOUTS.labels(self.pool_name).inc()
             raise
         finally:
             waited = time.perf_counter() - started
             if waits:
-                PENDING.labels(REQUEST_POOL).dec()
-            WAIT_TIME.labels(REQUEST_POOL).observe(waited)
+                PENDING.labels(self.pool_name).dec()
+            WAIT_TIME.labels(self.pool_name).observe(waited)
             context = request_context.current()
             if context is not None:
                 context.wait_s += waited
 
 
-# SQLAlchemy names a pool's logger after the pool's class, so this one's is outside the
-# "sqlalchemy" logger, whose WARNING default keeps a pool's INFO notes ("Pool disposed ...
-# Current Overflow: -5", "Pool recreating", at every worker's exit) out of the log.
-logging.getLogger(f"{__name__}.{TimedQueuePool.__name__}").setLevel(logging.WARNING)
+def quiet_pool_notes(pool_class: type) -> None:
+    """Keep a pool class's INFO notes out of the log, as SQLAlchemy's own pools' are.
+
+    SQLAlchemy names a pool's logger after the pool's class, so ours is outside the
+    "sqlalchemy" logger, whose WARNING default keeps a pool's notes ("Pool disposed ...
+    Current Overflow: -5", "Pool recreating", at every worker's exit) out of the log.
+    """
+    logging.getLogger(f"{pool_class.__module__}.{pool_class.__name__}").setLevel(logging.WARNING)
+
+
+quiet_pool_notes(TimedQueuePool)
+
+
+def pool_named(pool_name: str) -> type[TimedQueuePool]:
+    """A TimedQueuePool class whose metrics carry pool_name (a replica's pool)."""
+    pool_class = type(f"TimedQueuePool_{pool_name}", (TimedQueuePool,), {"pool_name": pool_name})
+    quiet_pool_notes(pool_class)
+    return pool_class
 
 
 class PoolWatch:
