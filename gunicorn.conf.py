@@ -25,6 +25,7 @@ from app.database import dispose_engines
 from app.database.budget import assess_budget
 from app.database.health import HealthProbe
 from app.database.pool_metrics import start_pool_metrics
+from app.database.timeout_hierarchy import deadline_errors, deadline_warnings
 from app.database.timeouts import settings_warnings
 from app.metrics import serve_metrics
 from app.request_log import ACCESS_LOG_FORMAT, gunicorn_logconfig
@@ -69,6 +70,18 @@ def on_starting(server):
     server.log.info("connection budget: %s, within limits", verdict.arithmetic)
     for warning in settings_warnings(probe.engine, settings):
         server.log.warning("server settings: %s", warning)
+    check_timeouts(server)
+
+
+def check_timeouts(server):
+    """Refuse a deadline gunicorn would kill first; warn of layers that outlast it."""
+    for warning in deadline_warnings(settings, server.cfg.graceful_timeout):
+        server.log.warning("timeouts: %s", warning)
+    errors = deadline_errors(settings, server.cfg.timeout)
+    for error in errors:
+        server.log.error("timeouts: %s", error)
+    if errors:
+        sys.exit("refusing to start: the timeouts do not nest (see above)")
 
 
 def when_ready(server):

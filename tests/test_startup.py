@@ -33,7 +33,12 @@ def server_limits() -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DB_POOL_SIZE", "abc"), ("DB_POOL_TIMEOUT", "-1"), ("WEB_CONCURRENCY", "0")],
+    [
+        ("DB_POOL_SIZE", "abc"),
+        ("DB_POOL_TIMEOUT", "-1"),
+        ("WEB_CONCURRENCY", "0"),
+        ("REQUEST_TIMEOUT", "abc"),
+    ],
 )
 def test_gunicorn_refuses_a_malformed_setting_in_one_line(server_database_url, name, value):
     code, output = run_gunicorn_expecting_exit({"DATABASE_URL": server_database_url, name: value})
