@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 
 # The only work done here before the imports, and why no hook can do it: prometheus_client
 # picks where samples go when it is first imported (the imports below import it), and under
@@ -82,6 +83,20 @@ def check_timeouts(server):
         server.log.error("timeouts: %s", error)
     if errors:
         sys.exit("refusing to start: the timeouts do not nest (see above)")
+
+
+def nworkers_changed(server, new_value, old_value):
+    """Refuse more workers (TTIN) than the connection budget holds; fewer are always fine."""
+    if old_value is None or new_value <= old_value:
+        return
+    grown = replace(settings, web_concurrency=new_value)
+    verdict, _, _ = assess_budget(grown, HealthProbe(grown).server_engine)
+    if not verdict.errors:
+        server.log.info("connection budget: %s, within limits", verdict.arithmetic)
+        return
+    for error in verdict.errors:
+        server.log.error("connection budget: %d workers refused: %s", new_value, error)
+    server.num_workers = old_value  # Calls this hook again, with fewer: nothing to check.
 
 
 def when_ready(server):
