@@ -6,17 +6,24 @@ runs with the app straight on it and through PgBouncer, whose server connections
 silenced port.
 """
 
+import contextlib
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
 
+import psycopg2
 import pytest
 import requests
 
+from app.config import load_settings
+from app.database import timeouts
+from app.database.engine import connect_args
 from bench.postgres import migrate
 from deploy.pgbouncer import PgBouncer
 from tests.private_postgres import PrivatePostgres, silenced
-from tests.servers import GunicornServer, NginxServer, client_from
+from tests.servers import GunicornServer, NginxServer, client_from, unique_application_name
 
 pytestmark = pytest.mark.process
 
@@ -191,3 +198,70 @@ def backends_of(private_pg: PrivatePostgres, server: GunicornServer) -> list[str
         (server.application_name + "%",),
     )
     return [name for (name,) in rows]
+
+
+# The server's liveness settings, scaled down so a lost connection ends within seconds.
+QUICK_LIVENESS = {
+    "tcp_keepalives_idle": 1,
+    "tcp_keepalives_interval": 1,
+    "tcp_keepalives_count": 2,
+    "tcp_user_timeout": 2000,
+    "client_connection_check_interval": 500,
+}
+
+
+@pytest.mark.parametrize("statement", [None, "SELECT pg_sleep(60)"], ids=["idle", "busy"])
+def test_a_connection_the_network_lost_is_closed_on_the_server_too(
+    private_pg, monkeypatch, statement
+):
+    monkeypatch.setattr(timeouts, "SERVER_LIVENESS", QUICK_LIVENESS)
+    settings = load_settings({"DATABASE_URL": private_pg.url(DATABASE), "SECRET_KEY": "s"})
+    name = unique_application_name()
+    connection = psycopg2.connect(
+        private_pg.url(DATABASE), **{**connect_args(settings, name), "cursor_factory": None}
+    )
+    connection.autocommit = True
+    if statement:
+        threading.Thread(target=run_ignoring_errors, args=(connection, statement)).start()
+    expected = "active" if statement else "idle"
+    assert wait_for_state(private_pg, name, expected)
+    with silenced(private_pg.port):
+        silence_began = time.monotonic()
+        abandon(connection)  # Its goodbye is lost in the silence: the server hears nothing.
+        gone = wait_until_gone(private_pg, name, timeout_s=10)
+        after_s = time.monotonic() - silence_began
+    connection.close()
+    print(f"{expected}: the backend {'was gone' if gone else 'still there'} after {after_s:.2f} s")
+    assert gone
+
+
+def wait_for_state(private_pg: PrivatePostgres, name: str, state: str) -> bool:
+    """Whether name's one backend reaches state within 5 s."""
+    deadline = time.monotonic() + 5
+    while [s for _, s in private_pg.backends(name)] != [state]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def wait_until_gone(private_pg: PrivatePostgres, name: str, timeout_s: float) -> bool:
+    """Whether every backend carrying name ends within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while private_pg.backends(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def abandon(connection) -> None:
+    """Shut the client's socket as a client whose host vanished would: no more reads or writes."""
+    with socket.socket(fileno=os.dup(connection.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def run_ignoring_errors(connection, statement: str) -> None:
+    """Run statement, expecting it to fail once the connection is abandoned under it."""
+    with contextlib.suppress(psycopg2.Error):
+        connection.cursor().execute(statement)
