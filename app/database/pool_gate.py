@@ -4,8 +4,9 @@ QueuePool waits up to its one pool_timeout for every checkout. The gate in front
 holds one permit per connection the pool may open (pool_size + max_overflow): a checkout
 takes a permit first, waiting at most the smaller of DB_POOL_TIMEOUT and what is left of
 its deadline, so the pool itself never makes it wait. When no permit is free and the
-queue ahead would take longer than the deadline allows (waiters ahead × the recent mean
-hold time ÷ permits), the checkout is refused at once instead of failing late.
+queue ahead and the request's own use would outlast its deadline (waiters ahead × the
+recent mean hold time ÷ permits, plus one mean hold), the checkout is refused at once
+instead of failing late.
 """
 
 import threading
@@ -22,6 +23,8 @@ from app.database.deadline import DeadlineExceeded
 PERMIT = "gate_permit"
 # Weight of the newest hold time in the running mean.
 HOLD_WEIGHT = 0.2
+# A waiter must have this many mean holds left when it starts: holds vary, a mean is a mean.
+HEADROOM = 1.5
 
 
 class WouldWaitPastDeadline(sa_exc.TimeoutError):
@@ -39,29 +42,35 @@ class CheckoutGate:
         self.mean_hold_s = 0.0
 
     def enter(self, pool_timeout_s: float, remaining_s: float | None) -> None:
-        """Take a permit within pool_timeout_s and the deadline, or raise a TimeoutError."""
+        """Take a permit within pool_timeout_s and in time to finish, or raise a TimeoutError.
+
+        A waiter needs HEADROOM mean holds after it gets a connection, so it waits at most
+        until remaining_s minus those: a connection taken later would serve a statement the
+        deadline cancels, time the pool could have given a request that finishes.
+        """
         if remaining_s is not None and remaining_s <= 0:
             raise DeadlineExceeded("the request's deadline passed before it asked for a connection")
         if self.free.acquire(blocking=False):
             return
-        if remaining_s is not None and self.expected_wait_s() >= remaining_s:
+        start_by_s = None if remaining_s is None else remaining_s - HEADROOM * self.mean_hold_s
+        if start_by_s is not None and self.expected_wait_s() >= start_by_s:
             raise WouldWaitPastDeadline("the queue for a connection outlasts the deadline")
-        self.wait(pool_timeout_s, remaining_s)
+        self.wait(pool_timeout_s, start_by_s)
 
-    def wait(self, pool_timeout_s: float, remaining_s: float | None) -> None:
-        """Queue for a permit; say whether the deadline or the pool timeout ended the wait."""
-        bounded_by_deadline = remaining_s is not None and remaining_s < pool_timeout_s
+    def wait(self, pool_timeout_s: float, start_by_s: float | None) -> None:
+        """Queue for a permit until the pool timeout, or until it is too late to start."""
+        too_late_first = start_by_s is not None and start_by_s < pool_timeout_s
         with self.lock:
             self.waiting += 1
         try:
-            got = self.free.acquire(timeout=remaining_s if bounded_by_deadline else pool_timeout_s)
+            got = self.free.acquire(timeout=start_by_s if too_late_first else pool_timeout_s)
         finally:
             with self.lock:
                 self.waiting -= 1
         if got:
             return
-        if bounded_by_deadline:
-            raise DeadlineExceeded("the request's deadline passed while it waited for a connection")
+        if too_late_first:
+            raise WouldWaitPastDeadline("no connection came free in time to finish by the deadline")
         raise sa_exc.TimeoutError(f"no connection came free within {pool_timeout_s:g} s")
 
     def expected_wait_s(self) -> float:
@@ -86,7 +95,8 @@ class CheckoutGate:
         gate, taken_at = permit
         held_s = time.monotonic() - taken_at
         with gate.lock:
-            gate.mean_hold_s += HOLD_WEIGHT * (held_s - gate.mean_hold_s)
+            weight = HOLD_WEIGHT if gate.mean_hold_s else 1.0  # The first hold is the mean.
+            gate.mean_hold_s += weight * (held_s - gate.mean_hold_s)
         gate.free.release()
 
 
