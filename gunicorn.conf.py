@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 
 # The only work done here before the imports, and why no hook can do it: prometheus_client
 # picks where samples go when it is first imported (the imports below import it), and under
@@ -26,6 +27,7 @@ from app.database import dispose_engines
 from app.database.budget import assess_budget
 from app.database.health import HealthProbe
 from app.database.pool_metrics import start_pool_metrics
+from app.database.timeout_hierarchy import deadline_errors, deadline_warnings
 from app.database.timeouts import settings_warnings
 from app.metrics import serve_metrics
 from app.rate_limits import per_worker_warning
@@ -80,6 +82,32 @@ def on_starting(server):
         server.log.warning("server settings: %s", warning)
     warn_if_limits_are_per_worker(server)
     serve_metrics_or_refuse(server)
+    check_timeouts(server)
+
+
+def check_timeouts(server):
+    """Refuse a deadline gunicorn would kill first; warn of layers that outlast it."""
+    for warning in deadline_warnings(settings, server.cfg.graceful_timeout):
+        server.log.warning("timeouts: %s", warning)
+    errors = deadline_errors(settings, server.cfg.timeout)
+    for error in errors:
+        server.log.error("timeouts: %s", error)
+    if errors:
+        sys.exit("refusing to start: the timeouts do not nest (see above)")
+
+
+def nworkers_changed(server, new_value, old_value):
+    """Refuse more workers (TTIN) than the connection budget holds; fewer are always fine."""
+    if old_value is None or new_value <= old_value:
+        return
+    grown = replace(settings, web_concurrency=new_value)
+    verdict, _, _ = assess_budget(grown, HealthProbe(grown).server_engine)
+    if not verdict.errors:
+        server.log.info("connection budget: %s, within limits", verdict.arithmetic)
+        return
+    for error in verdict.errors:
+        server.log.error("connection budget: %d workers refused: %s", new_value, error)
+    server.num_workers = old_value  # Calls this hook again, with fewer: nothing to check.
 
 
 def refuse_taken_addresses(server):

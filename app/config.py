@@ -168,6 +168,20 @@ def ip_address(value: Any) -> str:
     return str(ipaddress.ip_address(str(value).strip()))
 
 
+def seconds(low: float, high: float) -> Callable[[Any], float]:
+    """A parser for a number of seconds in [low, high], fractions allowed."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(str(value).strip())
+        if not low <= number <= high:  # False for nan as well
+            raise ValueError
+        return number
+
+    return parse
+
+
 MILLISECONDS = integer(0, 86_400_000)
 PORT_NUMBER = integer(1, 65535)
 
@@ -259,6 +273,8 @@ class Settings:
     # Longer than DB_STATEMENT_TIMEOUT, so one slow statement the server cancels is no leak;
     # half of gunicorn's 60 s worker timeout, so the stack is logged before a kill.
     db_leak_detection_threshold: int = setting(30000, MILLISECONDS, "milliseconds, 0 (off) or more")
+    # One deadline per request for its pool wait, connecting and statements (issue 17).
+    request_timeout: float = setting(25, seconds(1, 600), "seconds from 1 to 600")
 
     def variable(self, name: str) -> Any:
         """The value of the environment variable called name, for output keyed by those names."""

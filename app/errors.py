@@ -11,7 +11,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from app import request_context
+from app.database.deadline import DeadlineExceeded, DeadlineReached
 from app.database.describe import describe
+from app.database.pool_gate import WouldWaitPastDeadline
 from app.extensions import db
 from app.metrics import count_error
 
@@ -139,11 +141,19 @@ def flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
 
 def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
     """The 503 a database fault deserves, or None when it is a bug of ours."""
+    original = getattr(error, "orig", None)
+    if isinstance(error, DeadlineExceeded) or isinstance(original, DeadlineReached):
+        return ApiError.unavailable(
+            "deadline_exceeded", "the request ran out of time for the database; retry shortly"
+        )
+    if isinstance(error, WouldWaitPastDeadline):
+        return ApiError.unavailable(
+            "database_busy", "a database connection would come too late; retry shortly"
+        )
     if isinstance(error, sa_exc.TimeoutError):
         return ApiError.unavailable(
             "database_busy", "no database connection is free; retry shortly"
         )
-    original = getattr(error, "orig", None)
     if isinstance(original, pg_errors.QueryCanceled):
         return ApiError.unavailable(
             "statement_timeout", "the database took too long; retry shortly"

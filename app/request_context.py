@@ -35,6 +35,7 @@ class RequestContext:
         self.wait_s = 0.0  # Spent waiting for pooled connections.
         self.queries = 0
         self.checkouts: set = set()  # The connections it holds now (leaks.Checkout).
+        self.deadline_at: float | None = None  # Monotonic; set at first use (deadline.py).
 
     def duration_s(self) -> float:
         """Seconds since the request arrived."""

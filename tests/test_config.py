@@ -30,6 +30,10 @@ INVALID = [
     ("GUNICORN_THREADS", "many", "a whole number from 1 to 1000"),
     ("PORT", "70000", "a port number from 1 to 65535"),
     ("TOKEN_TTL", "10", "seconds from 60 to 31622400"),
+    ("REQUEST_TIMEOUT", "0.5", "seconds from 1 to 600"),
+    ("REQUEST_TIMEOUT", "soon", "seconds from 1 to 600"),
+    ("REQUEST_TIMEOUT", "nan", "seconds from 1 to 600"),
+    ("REQUEST_TIMEOUT", "601", "seconds from 1 to 600"),
 ]
 ORIGINS_ACCEPTED = (
     "comma-separated origins such as https://app.example or http://localhost:3000"
@@ -76,6 +80,7 @@ def test_defaults_match_the_contract():
     assert settings.db_statement_timeout == 15000
     assert settings.db_idle_in_transaction_timeout == 30000
     assert settings.db_application_name == "app"
+    assert settings.request_timeout == 25
     assert settings.db_connection_budget is None
     assert settings.web_concurrency == 2
     assert settings.gunicorn_threads == 1

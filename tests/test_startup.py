@@ -39,6 +39,7 @@ def server_limits() -> tuple[int, int]:
         ("WEB_CONCURRENCY", "0"),
         ("CORS_ORIGINS", "http://localhost:3000/"),
         ("CORS_ORIGINS", "*"),
+        ("REQUEST_TIMEOUT", "abc"),
     ],
 )
 def test_gunicorn_refuses_a_malformed_setting_in_one_line(server_database_url, name, value):

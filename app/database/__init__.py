@@ -6,9 +6,11 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
 from app.config import Settings, app_settings
+from app.database.deadline import install_client_deadline, install_statement_deadline
 from app.database.engine import engine_options
 from app.database.health import HealthProbe
 from app.database.pgbouncer import install_pgbouncer_mode
+from app.database.pool_gate import install_gate_returns
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
 from app.database.replicas import install_replicas, read_stale_ok, replica_set
@@ -52,10 +54,17 @@ def init_app(app: Flask) -> None:
 
 
 def configure_engine(engine: Engine, settings: Settings) -> None:
-    """Install the request pool's pre-ping, PgBouncer rules, and on SQLite its statement count."""
+    """Install the request pool's deadline, pre-ping, PgBouncer rules and SQLite's count.
+
+    The deadline's listener comes first: its SET LOCAL must follow PgBouncer mode's.
+    """
     if engine.dialect.name == "sqlite":
         count_statements(engine)
     pgbouncer = settings.behind_pgbouncer
+    install_gate_returns(engine)
+    if engine.dialect.name == "postgresql":
+        install_client_deadline()
+        install_statement_deadline(engine, settings)
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)
     if settings.db_pool_pre_ping:

@@ -36,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from app.config import Settings
+from app.database.deadline import DeadlineReached
 from app.database.describe import describe
 from app.database.timeouts import server_settings
 
@@ -100,6 +101,8 @@ def keep_other_connections(context: sa_exc.StatementError | Any):
     if not context.is_disconnect:
         return None
     context.invalidate_pool_on_disconnect = False
+    if isinstance(context.original_exception, DeadlineReached):
+        return None  # We stopped waiting (deadline.py), not PgBouncer.
     started_at = context.connection.info.get(STARTED_AT) if context.connection else None
     if started_at is not None and time.monotonic() - started_at >= QUEUE_WAIT_FLOOR_S:
         return PoolerQueueTimeout(

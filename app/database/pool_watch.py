@@ -20,6 +20,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from app import request_context
 from app.database import leaks
+from app.database.deadline import remaining_s
+from app.database.pool_gate import CheckoutGate
 
 REQUEST_POOL = "request"
 HEALTH_POOL = "health"
@@ -82,6 +84,13 @@ class TimedQueuePool(QueuePool):
 
     pool_name = REQUEST_POOL
 
+    def __init__(self, creator, pool_size=5, max_overflow=10, timeout=30.0, **kw):
+        """QueuePool's, and a gate of one permit per connection it may open (pool_gate.py)."""
+        super().__init__(
+            creator, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout, **kw
+        )
+        self.gate = CheckoutGate(pool_size + max_overflow)
+
     def connect(self):
         """Check a connection out, counting the wait, the waiters and the timeouts."""
         # With a connection idle the checkout takes it at once; else it queues or connects.
@@ -90,7 +99,7 @@ class TimedQueuePool(QueuePool):
             PENDING.labels(self.pool_name).inc()
         started = time.perf_counter()
         try:
-            return super().connect()
+            return self.checkout_within_deadline()
         except sa_exc.TimeoutError:
             TIMEOUTS.labels(self.pool_name).inc()
             raise
@@ -102,6 +111,17 @@ class TimedQueuePool(QueuePool):
             context = request_context.current()
             if context is not None:
                 context.wait_s += waited
+
+    def checkout_within_deadline(self):
+        """QueuePool's checkout, once the gate lets it in: within the deadline and the timeout."""
+        self.gate.enter(self.timeout(), remaining_s())
+        try:
+            connection = super().connect()
+        except BaseException:
+            self.gate.leave()
+            raise
+        self.gate.hand_to(connection)
+        return connection
 
 
 def quiet_pool_notes(pool_class: type) -> None:

@@ -23,9 +23,23 @@ def server_settings(settings: Settings) -> dict[str, int]:
     return {name: settings.variable(variable) for name, variable in SERVER_SETTINGS.items()}
 
 
+# The server's side of a connection the network lost: its keepalives and unacknowledged
+# data end the socket within about 30 s (as engine.py's TCP_LIVENESS does on ours), and a
+# backend busy with a statement looks at its socket every 5 s, so no backend outlives its
+# client by much more than half a minute (PostgreSQL 14+).
+SERVER_LIVENESS = {
+    "tcp_keepalives_idle": 15,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+    "client_connection_check_interval": 5_000,
+}
+
+
 def startup_options(settings: Settings) -> str:
-    """The limits as libpq's `options` startup parameter, for a direct connection."""
-    return " ".join(f"-c {name}={value}" for name, value in server_settings(settings).items())
+    """The limits and the server's liveness as libpq's `options`, for a direct connection."""
+    options = {**server_settings(settings), **SERVER_LIVENESS}
+    return " ".join(f"-c {name}={value}" for name, value in options.items())
 
 
 def read_effective_settings(engine: Engine) -> dict[str, int]:
