@@ -18,7 +18,7 @@ from app import models
 from app.config import app_settings
 from app.database import MIGRATIONS_DIR, health_probe, reading, transaction
 from app.database.budget import assess_budget
-from app.database.describe import describe
+from app.database.describe import unreachable
 from app.database.health import health_report
 from app.database.replicas import add_replicas, measure_now, replica_set
 from app.database.timeouts import settings_warnings
@@ -74,7 +74,7 @@ def schema_is_current() -> bool:
         with db.engine.connect() as connection:
             current = applied_revisions(connection)
     except sa.exc.OperationalError as error:
-        raise click.ClickException(f"cannot reach the database: {describe(error)}") from None
+        raise click.ClickException(unreachable(db.engine.url, error)) from None
     return current == latest
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from app import request_context
-from app.database.deadline import DeadlineExceeded, DeadlineReached
+from app.database.deadline import DeadlineExceeded, DeadlineReached, remaining_s
 from app.database.describe import describe
 from app.database.pool_gate import WouldWaitPastDeadline
 from app.extensions import db
@@ -139,6 +139,17 @@ def flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+# A statement the server cancelled this close to the request's deadline ran out of the
+# request's time (its SET LOCAL statement_timeout was what was left), not DB_STATEMENT_TIMEOUT.
+DEADLINE_CANCEL_SLACK_S = 0.1
+
+
+def cancelled_at_the_deadline() -> bool:
+    """Whether the request's deadline is (about) spent, so a cancel was the deadline's."""
+    left = remaining_s()
+    return left is not None and left < DEADLINE_CANCEL_SLACK_S
+
+
 def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
     """The 503 a database fault deserves, or None when it is a bug of ours."""
     original = getattr(error, "orig", None)
@@ -153,6 +164,10 @@ def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
     if isinstance(error, sa_exc.TimeoutError):
         return ApiError.unavailable(
             "database_busy", "no database connection is free; retry shortly"
+        )
+    if isinstance(original, pg_errors.QueryCanceled) and cancelled_at_the_deadline():
+        return ApiError.unavailable(
+            "deadline_exceeded", "the request ran out of time for the database; retry shortly"
         )
     if isinstance(original, pg_errors.QueryCanceled):
         return ApiError.unavailable(

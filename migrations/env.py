@@ -6,7 +6,7 @@ from alembic import context
 from flask import current_app
 
 from app.config import app_settings
-from app.database.describe import describe
+from app.database.describe import unreachable
 from app.database.engine import pool_less_engine
 
 # this is the Alembic Config object, which provides
@@ -121,7 +121,7 @@ def migration_connection():
         connection = engine.connect()
     except sa.exc.OperationalError as error:
         # One line, as the other commands say it, instead of the driver's traceback.
-        raise SystemExit(f"Error: cannot reach the database: {describe(error)}") from None
+        raise SystemExit(f"Error: {unreachable(engine.url, error)}") from None
     return connection.execution_options(isolation_level=connection.default_isolation_level)
 
 

@@ -16,3 +16,12 @@ def describe(error: Exception) -> str:
     if PGBOUNCER_REFUSES_OPTIONS in line:
         line += " (DATABASE_URL points at PgBouncer: set DB_POOLER=pgbouncer)"
     return line
+
+
+def unreachable(url, error: Exception) -> str:
+    """ "cannot reach the database at host:port: <why>", in one line.
+
+    The address is ours to name: under the deadline's wait callback (deadline.py) libpq
+    connects asynchronously and its message no longer says where it tried.
+    """
+    return f"cannot reach the database at {url.host}:{url.port or 5432}: {describe(error)}"
