@@ -1,5 +1,6 @@
 """What a hostile client does with credentials: race a password change, steal a token."""
 
+import random
 import threading
 import time
 import uuid
@@ -8,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD
-from tests.servers import GunicornServer, overlapping_env
+from tests.servers import GunicornServer, client_from, overlapping_env
 
 NEW_PASSWORD = "another horse battery"
 PROFILE = "/api/user/profile"
@@ -48,20 +49,29 @@ def server(server_database_url):
         yield server
 
 
-def sign_in(server, email: str, password: str = PASSWORD) -> requests.Response:
-    """POST /api/auth/login on the server."""
-    body = {"email": email, "password": password}
-    return requests.post(server.url + "/api/auth/login", json=body, timeout=30)
+def sign_in(server, email: str, address: str) -> requests.Response:
+    """POST /api/auth/login on the server with PASSWORD, from a client address of its own.
+
+    Sign-ins are limited per client address (in Redis, shared with the whole suite): each
+    round signs in from a loopback address nobody else uses.
+    """
+    body = {"email": email, "password": PASSWORD}
+    return client_from(address).post(server.url + "/api/auth/login", json=body, timeout=30)
 
 
-def tokens_won_while_the_password_changes(server, email: str) -> list[str]:
+def unused_loopback_address() -> str:
+    """A random address of 127.0.0.0/8 (all of it is loopback) for one round's sign-ins."""
+    return "127." + ".".join(str(random.randint(1, 254)) for _ in range(3))
+
+
+def tokens_won_while_the_password_changes(server, email: str, address: str) -> list[str]:
     """Sign in with the old password again and again while its owner changes it."""
-    owner = bearer(sign_in(server, email).json()["token"])
+    owner = bearer(sign_in(server, email, address).json()["token"])
     won: list[str] = []
 
     def race(delay_s: float) -> None:
         time.sleep(delay_s)
-        answer = sign_in(server, email)
+        answer = sign_in(server, email, address)
         if answer.status_code == 200:
             won.append(answer.json()["token"])
 
@@ -83,10 +93,12 @@ def test_a_sign_in_racing_a_password_change_does_not_outlive_it(server):
     surviving = []
     for _ in range(ROUNDS):
         email = f"racer-{uuid.uuid4().hex[:8]}@example.com"
+        address = unused_loopback_address()
         body = {"email": email, "password": PASSWORD, "name": "Racer"}
-        assert requests.post(server.url + "/api/auth/register", json=body, timeout=30).ok
-        for token in tokens_won_while_the_password_changes(server, email):
+        register = client_from(address).post(server.url + "/api/auth/register", json=body)
+        assert register.ok
+        for token in tokens_won_while_the_password_changes(server, email, address):
             if requests.get(server.url + PROFILE, headers=bearer(token), timeout=30).ok:
                 surviving.append(token)
-        assert sign_in(server, email).status_code == 401  # The old password is gone.
+        assert sign_in(server, email, address).status_code == 401  # The old password is gone.
     assert surviving == []
