@@ -2,7 +2,7 @@
 
 With LOG_FORMAT=json each line is one JSON object; gunicorn's own lines and its access log
 go through the same formatter (gunicorn.conf.py). A request's id and numbers come from its
-context (app/request_context.py); its SQL statements carry the id too (tagging.py).
+context (app/request_context.py); its SQL statements carry the id too (cursor.py).
 """
 
 import json

@@ -6,7 +6,8 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
 from app.config import Settings, app_settings
-from app.database.deadline import install_client_deadline, install_statement_deadline
+from app.database.cursor import count_statements
+from app.database.deadline import install_client_deadline
 from app.database.engine import engine_options
 from app.database.health import HealthProbe
 from app.database.pgbouncer import install_pgbouncer_mode
@@ -15,7 +16,6 @@ from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
 from app.database.replicas import install_replicas, read_stale_ok, replica_set
 from app.database.session import install_unit_of_work, reading, remove_session, transaction
-from app.database.tagging import count_statements
 from app.extensions import db, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -54,9 +54,9 @@ def init_app(app: Flask) -> None:
 
 
 def configure_engine(engine: Engine, settings: Settings) -> None:
-    """Install the request pool's deadline, pre-ping, PgBouncer rules and SQLite's count.
+    """Install the request pool's client deadline, pre-ping, PgBouncer rules and SQLite's count.
 
-    The deadline's listener comes first: its SET LOCAL must follow PgBouncer mode's.
+    Each statement's own limits ride in the cursor its connections make (cursor.py).
     """
     if engine.dialect.name == "sqlite":
         count_statements(engine)
@@ -64,7 +64,6 @@ def configure_engine(engine: Engine, settings: Settings) -> None:
     install_gate_returns(engine)
     if engine.dialect.name == "postgresql":
         install_client_deadline()
-        install_statement_deadline(engine, settings)
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)
     if settings.db_pool_pre_ping:

@@ -24,12 +24,10 @@ from collections.abc import Iterator
 import psycopg2
 from flask import has_request_context, request
 from psycopg2 import extensions
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
 
 from app import request_context
-from app.config import Settings, app_settings
+from app.config import app_settings
 
 REQUEST_START_HEADER = "X-Request-Start"
 # The client gives up this long after the deadline: the server's cancel comes first.
@@ -151,16 +149,3 @@ def statement_timeout_prefix(remaining: float | None, default_ms: int) -> str:
     if default_ms and left_ms >= default_ms:
         return ""
     return f"SET LOCAL statement_timeout = {left_ms}; "
-
-
-def install_statement_deadline(engine: Engine, settings: Settings) -> None:
-    """Have the server cancel each of engine's statements at the request's deadline."""
-
-    def cap_statement(connection, cursor, statement, parameters, context, executemany):
-        left = remaining_s()
-        prefix = statement_timeout_prefix(left, settings.db_statement_timeout)
-        return prefix + statement, parameters
-
-    # First of the listeners, so its SET LOCAL lands next to the statement, after
-    # PgBouncer mode's own (pgbouncer.py), and wins.
-    event.listen(engine, "before_cursor_execute", cap_statement, retval=True, insert=True)

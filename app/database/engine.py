@@ -7,8 +7,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings, is_postgresql
+from app.database.cursor import statement_cursor
 from app.database.pool_watch import TimedQueuePool
-from app.database.tagging import RequestTaggingCursor
 from app.database.timeouts import startup_options
 
 # A server that vanishes without a reset (failover, cable) is noticed within about 30 s,
@@ -70,16 +70,17 @@ def is_in_memory_sqlite(url: str) -> bool:
 def connect_args(settings: Settings, application_name: str, direct: bool = False) -> dict[str, Any]:
     """psycopg2 connection arguments: timeouts, keepalives, our application_name and cursor.
 
-    The cursor counts and tags each request's statements (tagging.py). Behind PgBouncer
-    (unless direct: a connection to the server itself) the server limits
-    go with each transaction instead (pgbouncer.py).
+    The server limits travel as startup options; behind PgBouncer (unless direct: a
+    connection to the server itself) the cursor sends them with each transaction instead
+    (pgbouncer.py). The cursor also tags each statement and caps it at the deadline (cursor.py).
     """
+    through_pgbouncer = settings.behind_pgbouncer and not direct
     arguments = {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": application_name,
-        "cursor_factory": RequestTaggingCursor,
+        "cursor_factory": statement_cursor(settings, through_pgbouncer),
         **TCP_LIVENESS,
     }
-    if direct or not settings.behind_pgbouncer:
+    if not through_pgbouncer:
         arguments["options"] = startup_options(settings)
     return arguments

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.database.deadline import limited
 from app.database.describe import describe
 from app.database.engine import connect_args, pool_less_engine
-from app.database.pgbouncer import libpq_url, pool_numbers, scope_timeouts_to_transactions
+from app.database.pgbouncer import libpq_url, pool_numbers
 from app.models.base import utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,7 @@ class HealthProbe:
 
     def create_engine(self, url: str, direct: bool) -> Engine:
         """A pool-less engine with the request pool's timeouts."""
-        engine = pool_less_engine(self.settings, url, self.name + HEALTH_SUFFIX, direct)
-        if not direct and self.settings.behind_pgbouncer:
-            scope_timeouts_to_transactions(engine, self.settings)
-        return engine
+        return pool_less_engine(self.settings, url, self.name + HEALTH_SUFFIX, direct)
 
     def probe(self, pool_engine: Engine) -> Probe:
         """The latest check, made now when the last one is older than MAX_AGE_S."""

@@ -51,7 +51,6 @@ class PoolerQueueTimeout(sa_exc.TimeoutError):
 
 def install_pgbouncer_mode(engine: Engine, settings: Settings) -> None:
     """Make engine safe and truthful on PgBouncer in transaction mode."""
-    scope_timeouts_to_transactions(engine, settings)
     event.listen(engine, "before_cursor_execute", note_statement_start)
     event.listen(engine, "after_cursor_execute", note_statement_end)
     event.listen(engine, "handle_error", keep_other_connections)
@@ -73,17 +72,6 @@ def starts_a_transaction(dbapi_connection) -> bool:
     if dbapi_connection.autocommit:
         return True
     return dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE
-
-
-def scope_timeouts_to_transactions(engine: Engine, settings: Settings) -> None:
-    """Prefix each transaction's first statement on engine with SET LOCAL of our limits."""
-    prefix = transaction_local_prefix(settings)
-
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def add_limits(connection, cursor, statement, parameters, context, executemany):
-        if starts_a_transaction(cursor.connection):
-            statement = prefix + statement
-        return statement, parameters
 
 
 def note_statement_start(connection, cursor, statement, parameters, context, executemany):

@@ -70,7 +70,7 @@ class PoolMetrics:
     def listen(self) -> list[PoolWatch]:
         """Attach pool listeners to the request engine, the probe's and each replica's.
 
-        Statements are counted by the cursor the engines' connections make (tagging.py).
+        Statements are counted by the cursor the engines' connections make (cursor.py).
         """
         with self.app.app_context():
             engines = {
