@@ -11,8 +11,8 @@ else the request gets a new one; the id is echoed on every response.
 """
 
 import re
+import secrets
 import time
-import uuid
 
 from flask import Flask, g, has_app_context, has_request_context, request
 from flask.signals import request_started
@@ -46,7 +46,7 @@ def request_id_from(header: str | None) -> str:
     """The client's id when it is sane, else a new one: a malformed id is never echoed."""
     if header and SANE_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def start(sender: Flask | None = None, **extra) -> RequestContext:
