@@ -1,6 +1,6 @@
 """Instructions one request costs in process, ours beside the baselines, counted by callgrind.
 
-    python -m bench.instructions [--requests 300]
+    python -m bench.instructions [--requests 300] [--subjects floor,pony,plain,ours]
 
 Timings on shared cores move by a third from one run to the next; instruction counts do
 not. Creates a throwaway database with the bench's smoke data, then, for each subject and
@@ -14,6 +14,7 @@ import argparse
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,19 +87,34 @@ def per_request(url: str, app_path: str, path: str, requests: int, work_dir: str
 def table(counts: dict[str, dict[str, int]]) -> str:
     """Markdown: a row per route, a column per subject, in thousands of instructions."""
     lines = [
-        "| instructions a request (in process) | " + " | ".join(SUBJECTS) + " |",
-        "|---|" + "---|" * len(SUBJECTS),
+        "| instructions a request (in process) | " + " | ".join(counts) + " |",
+        "|---|" + "---|" * len(counts),
     ]
     for path in ROUTES:
-        cells = " | ".join(f"{counts[key][path] / 1000:,.0f}k" for key in SUBJECTS)
+        cells = " | ".join(f"{counts[key][path] / 1000:,.0f}k" for key in counts)
         lines.append(f"| `GET {path}` | {cells} |")
     return "\n".join(lines)
+
+
+def subject_names(text: str) -> list[str]:
+    """--subjects: known subject names, comma-separated."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SUBJECTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SUBJECTS)}; got {text!r}")
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--requests", type=int, default=REQUESTS, help="measured (300)")
+    parser.add_argument(
+        "--subjects",
+        type=subject_names,
+        default=list(SUBJECTS),
+        help="which to count, comma-separated (all: " + ",".join(SUBJECTS) + ")",
+    )
     # The Python that callgrind counts: python -m bench.instructions --child APP PATH COUNT.
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -111,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         app_path, path, count = args.child
         send_requests(app_path, path, int(count))
         return 0
+    if shutil.which("valgrind") is None:
+        print("bench.instructions needs valgrind: apt-get install -y valgrind", file=sys.stderr)
+        return 2
     # SIGTERM unwinds like Ctrl-C, so the database is dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts: dict[str, dict[str, int]] = {}
@@ -119,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         migrated_database("bench") as url,
     ):
         dataset.load(url, dataset.SMOKE)
-        for key, app_path in SUBJECTS.items():
+        for key in args.subjects:
             counts[key] = {
-                path: per_request(url, app_path, path, args.requests, work_dir) for path in ROUTES
+                path: per_request(url, SUBJECTS[key], path, args.requests, work_dir)
+                for path in ROUTES
             }
             print(f"bench.instructions: {key} {counts[key]}", file=sys.stderr)
     print(table(counts))

@@ -95,3 +95,26 @@ def test_the_round_trip_count_reports_every_route():
     assert counts["GET /api/health/live"]["round_trips"] == 0
     assert counts["GET /api/services/<id>"]["round_trips"] >= 1
     assert counts["GET /api/services/<id>"]["new_connections"] == 0
+
+
+@pytest.mark.process
+def test_the_instruction_count_reports_every_route():
+    require(
+        shutil.which("valgrind") is not None,
+        "valgrind is not installed: apt-get install -y valgrind",
+    )
+    # The floor alone, and few requests: the command's own start-up is most of the minute.
+    finished = run_module("bench.instructions", "--subjects", "floor", "--requests", "20")
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    from bench.instructions import ROUTES
+
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| `GET ")]
+    assert [row.split("`")[1] for row in rows] == [f"GET {path}" for path in ROUTES]
+    counts = [int(row.split("|")[2].strip().rstrip("k").replace(",", "")) for row in rows]
+    assert all(count > 0 for count in counts)
+
+
+def test_the_instruction_count_refuses_an_unknown_subject():
+    finished = run_module("bench.instructions", "--subjects", "flour")
+    assert finished.returncode == 2
+    assert "choose from floor, pony, plain, ours" in finished.stderr
