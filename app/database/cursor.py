@@ -14,7 +14,7 @@ sends it with, in the same round trip:
 
 It is psycopg2's documented cursor_factory rather than before_cursor_execute listeners: an
 engine with any statement listener makes SQLAlchemy dispatch every execution event (begin,
-execute, cursor execute, commit) on every statement, about 5% of a one-row read's
+execute, cursor execute, commit) on every statement, about 6% of a one-row read's
 instructions (README, "Performance").
 """
 
