@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import dataset
 from bench.postgres import migrated_database
+from bench.runner import SECRET_KEY
 
 SUBJECTS = {
     "floor": "bench.floor:app",
@@ -67,7 +68,7 @@ def counted(url: str, app_path: str, path: str, count: int, work_dir: str) -> in
         **os.environ,
         "DATABASE_URL": url,
         "DB_APPLICATION_NAME": "bench-instructions",
-        "SECRET_KEY": "bench-instructions-" + "k" * 32,
+        "SECRET_KEY": SECRET_KEY,
         "PYTHONHASHSEED": "0",  # The same dict and set layouts in every run.
     }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
