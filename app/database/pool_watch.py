@@ -90,6 +90,7 @@ class TimedQueuePool(QueuePool):
             creator, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout, **kw
         )
         self.gate = CheckoutGate(pool_size + max_overflow)
+        quiet_pool_notes(type(self))
 
     def connect(self):
         """Check a connection out, counting the wait, the waiters and the timeouts."""
@@ -134,14 +135,9 @@ def quiet_pool_notes(pool_class: type) -> None:
     logging.getLogger(f"{pool_class.__module__}.{pool_class.__name__}").setLevel(logging.WARNING)
 
 
-quiet_pool_notes(TimedQueuePool)
-
-
 def pool_named(pool_name: str) -> type[TimedQueuePool]:
     """A TimedQueuePool class whose metrics carry pool_name (a replica's pool)."""
-    pool_class = type(f"TimedQueuePool_{pool_name}", (TimedQueuePool,), {"pool_name": pool_name})
-    quiet_pool_notes(pool_class)
-    return pool_class
+    return type(f"TimedQueuePool_{pool_name}", (TimedQueuePool,), {"pool_name": pool_name})
 
 
 class PoolWatch:
