@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="repeat every scenario (default 3)")
     parser.add_argument("--out", type=Path, help="where to write the report (bench/results/)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers for S1–S4")
+    parser.add_argument(
+        "--network-workers",
+        type=int,
+        default=2,
+        help="gunicorn workers of each subject on loopback and through the proxy (2, as shipped)",
+    )
     parser.add_argument("--no-pre-ping", action="store_true", help="DB_POOL_PRE_PING=false")
     parser.add_argument(
         "--network",
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out or (RESULTS_DIR / "network" if args.network else None),
         throughput_s=args.seconds,
         workers=args.workers,
+        network_workers=args.network_workers,
         pre_ping=not args.no_pre_ping,
         network_delay_ms=args.delay_ms,
         network_only=args.network,

@@ -11,6 +11,7 @@ the figures, so the report quotes what was added, not what was asked for.
 
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 
 from bench.load import Load, run_wrk
 from bench.netproxy import NetProxy, measure_added_rtt
@@ -34,8 +35,9 @@ LOG_SETTLE_S = 0.1
 
 
 def subject_spec(plan: Plan, key: str, url: str, name: str) -> ServerSpec:
-    """One subject on url, with the side-by-side servers' settings."""
-    return ServerSpec(key, SUBJECTS[key], environment(plan, url, name, False))
+    """One subject on url: the side-by-side servers' settings, with the network's workers."""
+    as_shipped = replace(plan, workers=plan.network_workers)
+    return ServerSpec(key, SUBJECTS[key], environment(as_shipped, url, name, False))
 
 
 def run_network(plan: Plan, target: Target, run_index: int) -> dict:

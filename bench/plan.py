@@ -72,6 +72,8 @@ class Plan:
     slice_s: int = 2
     # Issue 16: bench/netproxy.py holds each chunk this long each way (bench/network.py).
     network_delay_ms: float = 0.5
+    # Each subject there runs as shipped: SPEC's default WEB_CONCURRENCY, the issue's shape.
+    network_workers: int = 2
     # Only the network scenario and the round trips per route (`--network`).
     network_only: bool = False
     run_id: str = field(default_factory=lambda: str(os.getpid()))

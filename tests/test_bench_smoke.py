@@ -60,6 +60,22 @@ def test_the_bench_smoke_run_reports_every_scenario(tmp_path):
         assert (tmp_path / chart).stat().st_size > 0
 
 
+@pytest.mark.process
+def test_the_network_case_runs_every_subject_as_shipped_on_loopback_and_proxied(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk is not installed: apt-get install -y wrk")
+    finished = run_module("bench", "--network", "--smoke", "--runs", "1", "--out", str(tmp_path))
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    network = json.loads((tmp_path / "results.json").read_text())["runs"][0]["network"]
+    for path in ("loopback", "proxied"):
+        for subject in network[path].values():
+            assert subject["requests"] > 0
+            assert subject["non_2xx"] == subject["socket_errors"] == 0
+    trips = {key: round(s["round_trips_per_request"]) for key, s in network["proxied"].items()}
+    assert trips == {"floor": 1, "pony": 2, "plain": 3, "S1": 1}
+    assert network["added_rtt"]["added_ms"] >= 1.0  # 0.5 ms each way, at least.
+    assert "but 2 sync workers each" in (tmp_path / "report.md").read_text()
+
+
 def run_module(module: str, *args: str, env: dict[str, str] | None = None):
     """Run python -m module from the repository's root; return the finished process."""
     return subprocess.run(
