@@ -130,6 +130,26 @@ def test_the_instruction_count_reports_every_route():
     assert all(count > 0 for count in counts)
 
 
+@pytest.mark.process
+def test_every_layer_runs_for_plain_and_ours():
+    """The layers' child runs as callgrind would run it, without callgrind: fast, and it
+    breaks here, not in an hour-long count, when the app's read changes shape."""
+    from bench import dataset
+    from bench.instructions import LAYER_SUBJECTS, LAYERS
+    from bench.postgres import migrated_database
+    from bench.runner import SECRET_KEY
+
+    with migrated_database("bench") as url:
+        dataset.load(url, dataset.SMOKE)
+        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET_KEY}
+        env["DB_APPLICATION_NAME"] = "bench-layers"  # The baselines need one.
+        for key in LAYER_SUBJECTS:
+            for layer in LAYERS:
+                child = ("--child", key, layer, "3")
+                finished = run_module("bench.instructions", *child, env=env)
+                assert finished.returncode == 0, (key, layer, finished.stderr[-2000:])
+
+
 def test_the_instruction_count_refuses_an_unknown_subject():
     finished = run_module("bench.instructions", "--subjects", "flour")
     assert finished.returncode == 2
