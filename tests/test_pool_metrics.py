@@ -9,7 +9,6 @@ from prometheus_client import REGISTRY
 
 from app import create_app
 from app.database import dispose_engines
-from app.database.pool_metrics import publish_pool_counts
 from app.extensions import db
 from tests.probes import wait_for_pool_counts
 from tests.servers import GunicornServer
@@ -22,8 +21,8 @@ def value(name: str, **labels: str) -> float:
 
 
 def counts(app, pool_name: str = "request") -> tuple[float, float]:
-    """(idle, used) connections of a pool in this process, published now."""
-    publish_pool_counts(app)
+    """(idle, used) connections of a pool in this process, published now, not at the tick."""
+    app.extensions["pool_metrics"].publish_counts()
     return tuple(
         value("db_client_connection_count", pool_name=pool_name, state=state)
         for state in ("idle", "used")

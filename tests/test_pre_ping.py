@@ -1,4 +1,9 @@
-"""The pre-ping bypass window: no ping for a connection just used, healing all the same."""
+"""The pre-ping bypass window: no ping for a connection just used, healing all the same.
+
+A ping is a round trip, so the tests count them as a user pays them: on the wire, through
+bench/netproxy.py without a delay. A checkout and `SELECT pg_backend_pid()` is one round
+trip without a ping and two with one.
+"""
 
 import threading
 import time
@@ -9,6 +14,7 @@ import sqlalchemy as sa
 from app.config import load_settings
 from app.database.engine import engine_options
 from app.database.pre_ping import BYPASS_WINDOW_S, install_pre_ping
+from bench.netproxy import NetProxy
 from tests import pg
 from tests.topology import Topology
 
@@ -16,12 +22,19 @@ SHORT_WINDOW_S = 0.2
 WAIT_S = 5
 
 
+@pytest.fixture(scope="module")
+def proxy():
+    """PostgreSQL behind a proxy that counts the round trips it passes, adding no delay."""
+    with NetProxy(delay_ms=0) as running:
+        yield running
+
+
 @pytest.fixture
-def engine(database_url, request):
-    """A bounded engine like the app's, whose connections carry a name of this test's own."""
+def engine(database_url, proxy, request):
+    """A bounded engine like the app's, through the proxy, its connections named for the test."""
     name = f"preping-{request.node.name}"[:48]
     settings = load_settings(
-        {"DATABASE_URL": database_url, "SECRET_KEY": "x", "DB_APPLICATION_NAME": name}
+        {"DATABASE_URL": proxy.url(database_url), "SECRET_KEY": "x", "DB_APPLICATION_NAME": name}
     )
     engine = sa.create_engine(settings.database_url, **engine_options(settings))
     engine.application_name = name
@@ -35,32 +48,40 @@ def backend_pid(engine) -> int:
         return connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
 
 
+def round_trips_of(proxy: NetProxy, work) -> tuple[int, object]:
+    """The round trips work() cost on the wire, and what it returned."""
+    before = proxy.totals().round_trips
+    result = work()
+    return proxy.totals().round_trips - before, result
+
+
 def terminate_and_wait(application_name: str) -> None:
     """Terminate our backends and wait until the server has let them go."""
     pg.terminate_backends(application_name, timeout_s=WAIT_S)
 
 
-def test_a_connection_used_within_the_window_is_not_pinged(engine):
-    pre_ping = install_pre_ping(engine, window_s=SHORT_WINDOW_S)
+def test_a_connection_used_within_the_window_is_not_pinged(engine, proxy):
+    install_pre_ping(engine, window_s=SHORT_WINDOW_S)
     first = backend_pid(engine)
-    assert backend_pid(engine) == first
-    assert pre_ping.pings == 0
+    assert round_trips_of(proxy, lambda: backend_pid(engine)) == (1, first)
 
 
-def test_a_connection_idle_past_the_window_is_pinged(engine):
-    pre_ping = install_pre_ping(engine, window_s=SHORT_WINDOW_S)
-    backend_pid(engine)
+def test_a_connection_idle_past_the_window_is_pinged(engine, proxy):
+    install_pre_ping(engine, window_s=SHORT_WINDOW_S)
+    first = backend_pid(engine)
     time.sleep(SHORT_WINDOW_S * 1.5)
-    backend_pid(engine)
-    assert pre_ping.pings == 1
+    assert round_trips_of(proxy, lambda: backend_pid(engine)) == (2, first)
 
 
-def test_a_terminated_connection_inside_the_window_heals_without_an_error(engine):
-    pre_ping = install_pre_ping(engine, window_s=60)
+def test_a_terminated_connection_inside_the_window_heals_without_an_error(engine, proxy):
+    install_pre_ping(engine, window_s=60)
     first = backend_pid(engine)
     terminate_and_wait(engine.application_name)
-    assert backend_pid(engine) != first
-    assert pre_ping.pings == 1
+    # The server's goodbye on the socket ends the bypass; the ping fails, and the pool opens
+    # a new connection (its first statement needs no ping) for the query.
+    trips, pid = round_trips_of(proxy, lambda: backend_pid(engine))
+    assert pid != first
+    assert trips == 2
 
 
 def test_a_terminated_connection_past_the_window_heals_without_an_error(engine):
@@ -71,15 +92,14 @@ def test_a_terminated_connection_past_the_window_heals_without_an_error(engine):
     assert backend_pid(engine) != first
 
 
-def test_after_a_lost_connection_the_others_are_pinged_again(engine):
-    pre_ping = install_pre_ping(engine, window_s=60)
+def test_after_a_lost_connection_the_others_are_pinged_again(engine, proxy):
+    install_pre_ping(engine, window_s=60)
     lost = engine.connect()
-    backend_pid(engine)  # the other connection, checked in before the loss
-    lost.invalidate()
-    lost.close()
-    assert pre_ping.pings == 0
-    backend_pid(engine)  # the pool hands out the other one first (FIFO)
-    assert pre_ping.pings == 1
+    other = backend_pid(engine)  # the other connection, checked in before the loss
+    trips, _ = round_trips_of(proxy, lambda: (lost.invalidate(), lost.close()))
+    assert trips == 0
+    # The pool hands out the other one first (FIFO): pinged, though inside the window.
+    assert round_trips_of(proxy, lambda: backend_pid(engine)) == (2, other)
 
 
 def app_on(topology, database_url: str, name: str):

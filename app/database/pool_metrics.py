@@ -166,8 +166,3 @@ def start_pool_metrics(app: Flask, **extra) -> None:
     At each request's start, and in gunicorn's post_worker_init before the first one.
     """
     app.extensions["pool_metrics"].start()
-
-
-def publish_pool_counts(app: Flask) -> None:
-    """Publish the app's pool counts now, rather than at the monitor's next tick."""
-    app.extensions["pool_metrics"].publish_counts()

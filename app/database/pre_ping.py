@@ -39,7 +39,6 @@ class PrePing:
         self.window_s = window_s
         self.ping_server = ping_server
         self.last_invalidated_at = 0.0
-        self.pings = 0
 
     def on_connect(self, dbapi_connection, record: ConnectionPoolEntry) -> None:
         """A connection that was just opened needs no ping, as with pool_pre_ping."""
@@ -64,7 +63,6 @@ class PrePing:
             if not socket_is_quiet(dbapi_connection):
                 raise exc.DisconnectionError("PgBouncer closed this connection")
             return
-        self.pings += 1
         self.ping(dbapi_connection)
 
     def recently_alive(self, dbapi_connection, record: ConnectionPoolEntry) -> bool:
