@@ -91,11 +91,6 @@ def parse_lsn(text: str | None) -> int | None:
         return None
 
 
-def format_lsn(position: int) -> str:
-    """A number as PostgreSQL writes a pg_lsn."""
-    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
-
-
 @dataclass(frozen=True)
 class ReplicaState:
     """One measurement of a replica, or why it could not be made."""
