@@ -158,6 +158,10 @@ def test_a_silent_database_costs_each_request_at_most_its_deadline(front_door, p
         f" first 200 {first_200_after - network_back:.2f} s"
         " after the network came back"
     )
+    # Shown when the test fails: which statements the server cancelled, why, and when.
+    server_log = (private_pg.folder / "server.log").read_text(errors="replace").splitlines()
+    cancels = [i for i, line in enumerate(server_log) if "canceling statement" in line]
+    print("\n".join("\n".join(server_log[i : i + 2]) for i in cancels[-10:]))
     assert {a.status for a in answers} <= {200, 503}
     assert slowest <= LATEST_ANSWER_S
     assert failed, "the silence was not felt"
