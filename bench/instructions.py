@@ -38,7 +38,6 @@ SUBJECTS = {
     "ours": "wsgi:app",
 }
 ROUTES = ("/api/services/1", "/api/health/live")
-LAYER_SUBJECTS = ("plain", "ours")
 REQUESTS, BASE, WARM_UP = 300, 100, 50
 TOTAL = re.compile(r"Collected : (\d+)")
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,12 +94,11 @@ def select_one(app) -> None:
         connection.close()
 
 
+ROW_READS = {"plain": read_plain, "ours": read_ours}
 LAYERS = {
     "an app context, nothing in it": lambda app, key: None,
     "an app context, one pooled `SELECT 1` (DBAPI)": lambda app, key: select_one(app),
-    "an app context, the route's read of the row (ORM)": (
-        lambda app, key: {"plain": read_plain, "ours": read_ours}[key]()
-    ),
+    "an app context, the route's read of the row (ORM)": lambda app, key: ROW_READS[key](),
 }
 
 
@@ -221,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 path: per_request(url, key, path, args.requests, work_dir) for path in ROUTES
             }
             print(f"bench.instructions: {key} {counts[key]}", file=sys.stderr)
-        for key in LAYER_SUBJECTS if args.layers else ():
+        for key in ROW_READS if args.layers else ():
             layers[key] = {
                 layer: per_request(url, key, layer, args.requests, work_dir) for layer in LAYERS
             }

@@ -135,7 +135,7 @@ def test_every_layer_runs_for_plain_and_ours():
     """The layers' child runs as callgrind would run it, without callgrind: fast, and it
     breaks here, not in an hour-long count, when the app's read changes shape."""
     from bench import dataset
-    from bench.instructions import LAYER_SUBJECTS, LAYERS
+    from bench.instructions import LAYERS, ROW_READS
     from bench.postgres import migrated_database
     from bench.runner import SECRET_KEY
 
@@ -143,7 +143,7 @@ def test_every_layer_runs_for_plain_and_ours():
         dataset.load(url, dataset.SMOKE)
         env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET_KEY}
         env["DB_APPLICATION_NAME"] = "bench-layers"  # The baselines need one.
-        for key in LAYER_SUBJECTS:
+        for key in ROW_READS:
             for layer in LAYERS:
                 child = ("--child", key, layer, "3")
                 finished = run_module("bench.instructions", *child, env=env)
