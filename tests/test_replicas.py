@@ -5,11 +5,9 @@ replay paused on the replica, a write on the primary is missing there and presen
 primary.
 """
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -27,6 +25,7 @@ from bench.postgres import migrate
 from deploy.postgres_pair import PostgresPair
 from tests.conftest import TEST_SETTINGS
 from tests.pg import insert_service
+from tests.private_postgres import silenced
 from tests.servers import GunicornServer, run_gunicorn_expecting_exit
 
 # The replica keeps 80 of its 100 connections for superusers: 20 for us, fewer than the primary.
@@ -308,22 +307,6 @@ def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, clie
     assert elapsed < 2 + 1, "within DB_CONNECT_TIMEOUT + 1 s"
     assert health.status_code == 200 and health.json["status"] == "ok"
     assert down["connected"] is False or down["serving"] is False
-
-
-@contextlib.contextmanager
-def silenced(port: int):
-    """Drop every loopback packet to and from port (iptables), as a cut network would."""
-    rules = [
-        ["INPUT", "-i", "lo", "-p", "tcp", direction, str(port), "-j", "DROP"]
-        for direction in ("--dport", "--sport")
-    ]
-    for rule in rules:
-        subprocess.run(["iptables", "-I", *rule], check=True)
-    try:
-        yield
-    finally:
-        for rule in rules:
-            subprocess.run(["iptables", "-D", *rule], check=True)
 
 
 @pytest.mark.skipif(
