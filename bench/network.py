@@ -1,8 +1,9 @@
 """A database one hop away (issue 16): S1's read by every subject, on loopback and via a proxy.
 
-The floor, TechEmpower's Flask entry (Pony), plain Flask-SQLAlchemy and ours each run twice
-in one run: on DATABASE_URL as it is (loopback) and through bench/netproxy.py, which holds
-each chunk for the plan's delay each way. All eight servers are up together and loaded in
+The floor, TechEmpower's Flask entry (Pony), plain Flask-SQLAlchemy (also with its reads in
+autocommit: ours' one round trip) and ours each run twice in one run: on DATABASE_URL as it
+is (loopback) and through bench/netproxy.py, which holds each chunk for the plan's delay
+each way. All ten servers are up together and loaded in
 alternating slices (bench/runner.py's run_side_by_side), so both cases come from one
 command and the machine's drifts hit all alike. The proxy's real added round trip (`SELECT
 1` through it and direct) and its chunks' real hold times under the load are kept beside
@@ -28,7 +29,13 @@ from bench.runner import (
 from bench.servers import Server, ServerSpec
 
 # Result key -> the server's variant (None: ours); the report's and ratios' order.
-SUBJECTS = {"floor": "floor", "pony": "pony", "plain": "plain", "S1": None}
+SUBJECTS = {
+    "floor": "floor",
+    "pony": "pony",
+    "plain": "plain",
+    "plain-autocommit": "plain-autocommit",
+    "S1": None,
+}
 PATHS = ("loopback", "proxied")
 # gunicorn's access lines reach the bench through a pipe and a thread: let them all arrive.
 LOG_SETTLE_S = 0.1

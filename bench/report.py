@@ -21,6 +21,7 @@ NETWORK_NAMES = {
     "floor": "floor",
     "pony": "TechEmpower's Flask entry (Pony)",
     "plain": "plain Flask-SQLAlchemy",
+    "plain-autocommit": "plain Flask-SQLAlchemy, reads in autocommit",
     "S1": "ours (S1)",
 }
 
@@ -344,8 +345,9 @@ def network_setup_line(plan: Plan) -> str:
         f"- A database one hop away: bench/netproxy.py, a proxy in its own process, holds"
         f" each chunk {plan.network_delay_ms:g} ms each way before passing it on. The floor,"
         " Pony, plain Flask-SQLAlchemy (bench/plain_flask_sqlalchemy.py: `db.get_or_404`,"
-        " the extension's defaults) and ours run each on loopback and through the proxy,"
-        f" all eight side by side in {plan.slices} alternating slices of"
+        ' the extension\'s defaults; and again with `isolation_level="AUTOCOMMIT"`, one'
+        " round trip as ours) and ours run each on loopback and through the proxy,"
+        f" all ten side by side in {plan.slices} alternating slices of"
         f" {plan.slice_duration_s:g} s each, with the settings above but"
         f" {plan.network_workers} sync workers each. The added round trip"
         " quoted is measured: `SELECT 1` through the proxy and direct, alternately, the"
@@ -358,30 +360,69 @@ def network_setup_line(plan: Plan) -> str:
 def network_rows(runs: list[dict]) -> list[str]:
     """One row per subject: req/s and ratios on loopback and through the proxy."""
     networks = [run["network"] for run in runs]
-    rows = [
-        "| subject | loopback req/s | vs floor | vs Pony | proxied req/s | vs floor | vs Pony"
-        " | proxied p50 / p99 ms | round trips a request | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key in networks[0]["loopback"]:
-        cells = [NETWORK_NAMES[key]]
+
+    def cells(key: str) -> list[str]:
+        row = []
         for path in ("loopback", "proxied"):
-            cells += [
+            row += [
                 fmt(median([n[path][key]["throughput_rps"] for n in networks]), 0),
                 f"{median([n['ratios'][path][key + '_floor'] for n in networks]):.2f}×",
                 f"{median([n['ratios'][path][key + '_pony'] for n in networks]):.2f}×",
             ]
         proxied = [n["proxied"][key] for n in networks]
-        cells.append(
+        row.append(
             f"{fmt(median([r['p50_ms'] for r in proxied]), 2)}"
             f" / {fmt(median([r['p99_ms'] for r in proxied]), 2)}"
         )
-        trips = [r.get("round_trips_per_request") for r in proxied]
-        cells.append(fmt(median(trips), 2))
+        row.append(fmt(median([r.get("round_trips_per_request") for r in proxied]), 2))
         errors = [n[path][key] for n in networks for path in ("loopback", "proxied")]
-        cells.append(fmt(sum(r["non_2xx"] + r["socket_errors"] for r in errors)))
-        rows.append("| " + " | ".join(cells) + " |")
+        row.append(fmt(sum(r["non_2xx"] + r["socket_errors"] for r in errors)))
+        return row
+
+    header = "loopback req/s | vs floor | vs Pony | proxied req/s | vs floor | vs Pony"
+    header += " | proxied p50 / p99 ms | round trips a request | errors"
+    return subject_table(networks, header, cells)
+
+
+def worker_time_rows(plan: Plan, runs: list[dict]) -> list[str]:
+    """Per request, a worker's time on each path: its CPU, the proxy's delay, and the rest.
+
+    A worker serves one request at a time, so its time a request is workers ÷ req/s. The
+    proxy's share is the round trips counted through it times the added round trip measured
+    in the same run; the rest is loopback's own round trips and waiting for a core.
+    """
+    networks = [run["network"] for run in runs]
+
+    def cells(key: str) -> list[str]:
+        row = []
+        for path in ("loopback", "proxied"):
+            parts = [worker_time(plan, n, path, key) for n in networks]
+            row += [fmt(median(part[name] for part in parts), 2) for name in parts[0]]
+        return row
+
+    header = "loopback: a worker's ms a request | its CPU | the rest"
+    header += " | proxied: a worker's ms a request | its CPU | round trips × added | the rest"
+    return subject_table(networks, header, cells)
+
+
+def subject_table(networks: list[dict], header: str, cells) -> list[str]:
+    """Markdown: the header's columns after "subject", a row of cells(key) per subject."""
+    columns = header.count("|") + 2
+    rows = [f"| subject | {header} |", "|" + "---|" * columns]
+    for key in networks[0]["loopback"]:
+        rows.append("| " + " | ".join([NETWORK_NAMES[key], *cells(key)]) + " |")
     return rows
+
+
+def worker_time(plan: Plan, network: dict, path: str, key: str) -> dict[str, float]:
+    """One run's split of a worker's milliseconds a request on one path (worker_time_rows)."""
+    result = network[path][key]
+    wall_ms = plan.network_workers * 1000 / result["throughput_rps"]
+    parts = {"wall": wall_ms, "cpu": result["cpu_ms_per_request"]}
+    if path == "proxied":
+        parts["proxy"] = result["round_trips_per_request"] * network["added_rtt"]["added_ms"]
+    parts["rest"] = wall_ms - sum(value for name, value in parts.items() if name != "wall")
+    return parts
 
 
 def proxy_lines(runs: list[dict]) -> list[str]:
@@ -401,7 +442,7 @@ def proxy_lines(runs: list[dict]) -> list[str]:
             f"{fmt(n['holds']['p50_ms'], 3)} / {fmt(n['holds']['p99_ms'], 3)} ms" for n in networks
         )
         + f" (asked for {added[0]['nominal_ms'] / 2:g} ms each way). The proxy's own CPU"
-        " over the side-by-side load (all eight servers, half of them through it), per run: "
+        " over the side-by-side load (all ten servers, half of them through it), per run: "
         + ", ".join(f"{n['holds']['cpu_share']:.0%} of a core" for n in networks)
         + ".",
     ]
@@ -420,7 +461,7 @@ def round_trip_rows(round_trips: dict) -> list[str]:
     return rows
 
 
-def network_sections(runs: list[dict], round_trips: dict | None) -> list[str]:
+def network_sections(plan: Plan, runs: list[dict], round_trips: dict | None) -> list[str]:
     """The network scenario and the round trips per route, when they ran."""
     lines = []
     if any("network" in run for run in runs):
@@ -430,6 +471,14 @@ def network_sections(runs: list[dict], round_trips: dict | None) -> list[str]:
             *network_rows(runs),
             "",
             *proxy_lines(runs),
+            "",
+            "Where a worker's time goes, per request (ms, medians over runs): its CPU"
+            " (user and system, read from /proc over the slices), the proxy's round trips"
+            " times the added round trip above, and the rest: loopback's own round trips"
+            " and waiting for one of the machine's cores, which wrk, the proxy and"
+            " PostgreSQL share.",
+            "",
+            *worker_time_rows(plan, runs),
             "",
         ]
     if round_trips:
@@ -460,7 +509,7 @@ def write_report(
         *setup_lines(plan, counts, server_version),
         "",
         *([] if plan.network_only else full_sections(plan, runs, out)),
-        *network_sections(runs, round_trips),
+        *network_sections(plan, runs, round_trips),
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines))

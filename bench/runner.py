@@ -86,8 +86,10 @@ def server_spec(plan: Plan, target: Target, label: str, run_index: int) -> Serve
 def sampled_wrk(server: Server, load: Load, records: Path | None = None):
     """Run wrk while sampling; return its summary and the samples."""
     name = server.spec.environment["DB_APPLICATION_NAME"]
+    cpu_s = server.workers_cpu_s()
     with Sampler(name, server) as sampler:
         summary = run_wrk(load, server.base_url, records)
+    sampler.samples.workers_cpu_s = server.workers_cpu_s() - cpu_s
     return summary, sampler.samples
 
 
@@ -115,6 +117,7 @@ def throughput_result(summary: dict, samples: Samples) -> dict:
         "socket_errors": socket_errors(summary),
         "peak_connections": samples.peak_connections,
         "peak_worker_rss_mib": samples.peak_worker_rss_mib,
+        "workers_cpu_s": samples.workers_cpu_s,
     }
 
 
@@ -356,8 +359,10 @@ def sliced_result(slices: list[tuple[dict, Samples]]) -> dict:
     results = [throughput_result(summary, samples) for summary, samples in slices]
     requests = sum(summary["requests"] for summary, _ in slices)
     seconds = sum(summary["duration_us"] for summary, _ in slices) / 1e6
+    cpu_s = sum(result["workers_cpu_s"] for result in results)
     return {
         "throughput_rps": requests / seconds,
+        "cpu_ms_per_request": cpu_s * 1000 / requests if requests else None,
         "p50_ms": median(result["p50_ms"] for result in results),
         "p99_ms": median(result["p99_ms"] for result in results),
         "requests": requests,

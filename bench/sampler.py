@@ -50,6 +50,7 @@ class Samples:
 
     connections: list[tuple[float, int]] = field(default_factory=list)
     worker_rss_mib: list[tuple[float, float]] = field(default_factory=list)
+    workers_cpu_s: float = 0.0  # CPU its workers spent over the whole run.
 
     @property
     def peak_connections(self) -> int:

@@ -18,6 +18,7 @@ VARIANT_CONF = ROOT / "bench" / "variant_gunicorn.py"
 READY_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 40
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -51,6 +52,10 @@ class Server:
     def worker_pids(self) -> list[int]:
         """The master's worker processes."""
         return children_of(self.process.pid)
+
+    def workers_cpu_s(self) -> float:
+        """CPU seconds (user and system) the running workers have spent so far."""
+        return sum(cpu_s(pid) or 0.0 for pid in self.worker_pids())
 
     def stop(self) -> int:
         """SIGTERM the master and wait for it, as a deploy would; return its exit code."""
@@ -139,6 +144,17 @@ def parent_pid(proc_dir: Path) -> int | None:
         return None
     # The command name may hold spaces and parentheses: fields start after the last ")".
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def cpu_s(pid: int) -> float | None:
+    """User and system CPU seconds of a process, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_mib(pid: int) -> float | None:

@@ -1,8 +1,9 @@
 """gunicorn settings of the baselines: the real gunicorn.conf.py minus what a baseline lacks.
 
 BENCH_VARIANT=floor serves bench.floor:app, BENCH_VARIANT=pony TechEmpower's Flask entry
-(bench.techempower:app) and BENCH_VARIANT=plain plain Flask-SQLAlchemy
-(bench.plain_flask_sqlalchemy:app), with the same server settings and none of the hooks
+(bench.techempower:app), BENCH_VARIANT=plain plain Flask-SQLAlchemy
+(bench.plain_flask_sqlalchemy:app) and BENCH_VARIANT=plain-autocommit the same reading in
+autocommit, with the same server settings and none of the hooks
 (they have no engine or metrics). BENCH_VARIANT=before serves the real app with the real
 hooks but no budget guard, which would rightly refuse its unbounded pool.
 """
@@ -16,6 +17,7 @@ BASELINE_APPS = {
     "floor": "bench.floor:app",
     "pony": "bench.techempower:app",
     "plain": "bench.plain_flask_sqlalchemy:app",
+    "plain-autocommit": "bench.plain_flask_sqlalchemy:create_app(reads_in_autocommit=True)",
 }
 
 
