@@ -389,7 +389,8 @@ def worker_time_rows(plan: Plan, runs: list[dict]) -> list[str]:
 
     A worker serves one request at a time, so its time a request is workers ÷ req/s. The
     proxy's share is the round trips counted through it times the added round trip measured
-    in the same run; the rest is loopback's own round trips and waiting for a core.
+    in the same run (idle); the rest is loopback's own round trips, the proxy's slower chunks
+    under the load, and waiting for a core.
     """
     networks = [run["network"] for run in runs]
 
@@ -474,9 +475,9 @@ def network_sections(plan: Plan, runs: list[dict], round_trips: dict | None) -> 
             "",
             "Where a worker's time goes, per request (ms, medians over runs): its CPU"
             " (user and system, read from /proc over the slices), the proxy's round trips"
-            " times the added round trip above, and the rest: loopback's own round trips"
-            " and waiting for one of the machine's cores, which wrk, the proxy and"
-            " PostgreSQL share.",
+            " times the added round trip above (measured idle), and the rest: loopback's"
+            " own round trips, the proxy's slower chunks under the load, and waiting for"
+            " one of the machine's cores, which wrk, the proxy and PostgreSQL share.",
             "",
             *worker_time_rows(plan, runs),
             "",
