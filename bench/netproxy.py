@@ -37,6 +37,7 @@ from statistics import median
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from bench.servers import cpu_s
 from bench.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,8 +408,7 @@ class NetProxy:
 
     def cpu_s(self) -> float:
         """CPU seconds the proxy's process has used, user and system."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_s(self.process.pid)
 
 
 def measure_added_rtt(proxy: NetProxy, database_url: str, samples: int = RTT_SAMPLES) -> dict:

@@ -379,9 +379,9 @@ def network_rows(runs: list[dict]) -> list[str]:
         row.append(fmt(sum(r["non_2xx"] + r["socket_errors"] for r in errors)))
         return row
 
-    header = "loopback req/s | vs floor | vs Pony | proxied req/s | vs floor | vs Pony"
-    header += " | proxied p50 / p99 ms | round trips a request | errors"
-    return subject_table(networks, header, cells)
+    columns = ["loopback req/s", "vs floor", "vs Pony", "proxied req/s", "vs floor", "vs Pony"]
+    columns += ["proxied p50 / p99 ms", "round trips a request", "errors"]
+    return subject_table(networks, columns, cells)
 
 
 def worker_time_rows(plan: Plan, runs: list[dict]) -> list[str]:
@@ -401,15 +401,15 @@ def worker_time_rows(plan: Plan, runs: list[dict]) -> list[str]:
             row += [fmt(median(part[name] for part in parts), 2) for name in parts[0]]
         return row
 
-    header = "loopback: a worker's ms a request | its CPU | the rest"
-    header += " | proxied: a worker's ms a request | its CPU | round trips × added | the rest"
-    return subject_table(networks, header, cells)
+    columns = ["loopback: a worker's ms a request", "its CPU", "the rest"]
+    columns += ["proxied: a worker's ms a request", "its CPU", "round trips × added", "the rest"]
+    return subject_table(networks, columns, cells)
 
 
-def subject_table(networks: list[dict], header: str, cells) -> list[str]:
-    """Markdown: the header's columns after "subject", a row of cells(key) per subject."""
-    columns = header.count("|") + 2
-    rows = [f"| subject | {header} |", "|" + "---|" * columns]
+def subject_table(networks: list[dict], columns: list[str], cells) -> list[str]:
+    """Markdown: "subject" and columns, then a row of cells(key) per subject."""
+    header = ["subject", *columns]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in networks[0]["loopback"]:
         rows.append("| " + " | ".join([NETWORK_NAMES[key], *cells(key)]) + " |")
     return rows

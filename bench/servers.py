@@ -136,24 +136,28 @@ def children_of(pid: int) -> list[int]:
     return children
 
 
-def parent_pid(proc_dir: Path) -> int | None:
-    """The parent pid of one /proc entry, or None when it is gone."""
+def stat_fields(proc_dir: Path) -> list[str] | None:
+    """The fields of one /proc entry's stat after the command name (state first), or None."""
     try:
         stat = (proc_dir / "stat").read_text()
     except OSError:
         return None
     # The command name may hold spaces and parentheses: fields start after the last ")".
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def parent_pid(proc_dir: Path) -> int | None:
+    """The parent pid of one /proc entry, or None when it is gone."""
+    fields = stat_fields(proc_dir)
+    return None if fields is None else int(fields[1])
 
 
 def cpu_s(pid: int) -> float | None:
     """User and system CPU seconds of a process, or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = stat_fields(Path(f"/proc/{pid}"))
+    if fields is None:
         return None
-    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
-    fields = stat.rsplit(")", 1)[1].split()
+    # utime and stime are stat's fields 14 and 15 (proc(5)); state, field 3, is fields[0].
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
