@@ -2,7 +2,7 @@
 
     python -m bench.replicas [--seconds 10] [--workers 2] [--connections 16]
 
-One private primary and streaming replica (deploy/postgres_pair.py) with the bench's
+One private primary and streaming replica (deploy/private_postgres.py) with the bench's
 services; gunicorn serves GET /api/services/<id> (bench/lua/services.lua) first with
 DATABASE_URL alone, then with the replica as DATABASE_REPLICA_URLS. Meanwhile each server is
 asked, every 0.2 s, how many connections carry that gunicorn's application_name.
@@ -23,7 +23,7 @@ from bench.dataset import SERVICES_SQL
 from bench.load import Load, run_wrk
 from bench.postgres import admin_execute, migrate
 from deploy.ports import free_port
-from deploy.postgres_pair import PostgresPair
+from deploy.private_postgres import PostgresPair
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = 1_000
@@ -48,21 +48,13 @@ class ConnectionSampler(threading.Thread):
         self.peaks = {"primary": 0, "replica": 0}
         self.finished = threading.Event()
 
-    def count(self, port: int) -> int:
-        """Connections with our name (or name/...) on the server at port."""
-        return admin_execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = %s OR application_name LIKE %s",
-            (self.application_name, self.application_name + "/%"),
-            self.pair.url(port),
-        )[0][0]
-
     def run(self) -> None:
         """Sample until stopped."""
-        ports = {"primary": self.pair.primary_port, "replica": self.pair.replica_port}
+        servers = {"primary": self.pair.primary, "replica": self.pair.replica}
         while not self.finished.wait(SAMPLE_INTERVAL_S):
-            for server, port in ports.items():
-                self.peaks[server] = max(self.peaks[server], self.count(port))
+            for name, server in servers.items():
+                count = len(server.backends(self.application_name))
+                self.peaks[name] = max(self.peaks[name], count)
 
 
 def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
@@ -97,7 +89,7 @@ def measure(pair: PostgresPair, args: argparse.Namespace, with_replica: bool) ->
     """One gunicorn, one wrk run: throughput, p99 and each server's peak connections."""
     name = f"bench{uuid.uuid4().hex[:8]}"
     env = {
-        "DATABASE_URL": pair.url(pair.primary_port, "app"),
+        "DATABASE_URL": pair.primary.url("app"),
         "SECRET_KEY": "bench",
         "WEB_CONCURRENCY": str(args.workers),
         "DB_APPLICATION_NAME": name,
@@ -105,7 +97,7 @@ def measure(pair: PostgresPair, args: argparse.Namespace, with_replica: bool) ->
         "LOG_FORMAT": "text",
     }
     if with_replica:
-        env["DATABASE_REPLICA_URLS"] = pair.url(pair.replica_port, "app")
+        env["DATABASE_REPLICA_URLS"] = pair.replica.url("app")
     port = free_port()
     server = start_gunicorn(env, port)
     sampler = ConnectionSampler(pair, name)
@@ -141,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run both configurations on one pair and print the table."""
     args = parse_args(argv)
     with PostgresPair() as pair:
-        pair.execute(pair.primary_port, "CREATE DATABASE app")
-        migrate(pair.url(pair.primary_port, "app"))
-        admin_execute(SERVICES_SQL, {"services": SERVICES}, pair.url(pair.primary_port, "app"))
+        pair.primary.execute("CREATE DATABASE app")
+        migrate(pair.primary.url("app"))
+        admin_execute(SERVICES_SQL, {"services": SERVICES}, pair.primary.url("app"))
         pair.wait_until_replayed()
         results = [measure(pair, args, with_replica) for with_replica in (False, True)]
     print(table(results))

@@ -5,7 +5,7 @@
     Prometheus (deploy/prometheus, 127.0.0.1:9090) scrapes METRICS_PORT
 
 With DB_REPLICA=1 the database is a private primary and streaming replica instead
-(deploy/postgres_pair.py), migrated and seeded: gunicorn gets both, the replica as
+(deploy/private_postgres.py), migrated and seeded: gunicorn gets both, the replica as
 DATABASE_REPLICA_URLS, and they stop with the stack.
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
@@ -36,7 +36,7 @@ from app.config import Settings, load_settings
 from deploy import nginx
 from deploy.pgbouncer import PgBouncer
 from deploy.ports import address_taken
-from deploy.postgres_pair import PostgresPair
+from deploy.private_postgres import PostgresPair
 from deploy.prometheus import run as prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,10 +181,10 @@ def through_pgbouncer(bouncer: PgBouncer, server_url: str) -> dict[str, str]:
 
 def replica_pair_database(pair: PostgresPair) -> dict[str, str]:
     """gunicorn's database variables on the pair, after migrating and seeding its primary."""
-    pair.execute(pair.primary_port, "CREATE DATABASE app")
+    pair.primary.execute("CREATE DATABASE app")
     database = {
-        "DATABASE_URL": pair.url(pair.primary_port, "app"),
-        "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+        "DATABASE_URL": pair.primary.url("app"),
+        "DATABASE_REPLICA_URLS": pair.replica.url("app"),
     }
     # The release commands need a key like any deployment; they sign nothing.
     env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, **database}
@@ -286,7 +286,7 @@ def main() -> int:
         if with_replica:
             pair = PostgresPair()  # Assigned first: a start that fails half-way stops too.
             pair.start()
-            print(f"stack: primary on port {pair.primary_port}, replica on {pair.replica_port}")
+            print(f"stack: primary on port {pair.primary.port}, replica on {pair.replica.port}")
         print(f"stack: http://{LOOPBACK}:{settings.proxy_port}/api/health", flush=True)
         print(f"stack: Prometheus at http://{PROMETHEUS_ADDRESS}/graph", flush=True)
         return run(parts(settings, folder, pair))

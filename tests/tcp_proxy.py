@@ -1,30 +1,8 @@
 """A loopback TCP proxy in front of PostgreSQL, to take the database away and bring it back."""
 
 import contextlib
-import random
 import socket
 import threading
-from pathlib import Path
-
-PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def port_outside_ephemeral_range() -> int:
-    """A free loopback port below the range the kernel picks source ports from.
-
-    While the proxy is closed the app keeps trying to connect to its port. Were that port
-    ephemeral, one of those attempts could be given it as its own source port (Linux then
-    even connects the socket to itself), and reopening the proxy would fail to bind.
-    """
-    lowest_ephemeral = int(PORT_RANGE_FILE.read_text().split()[0])
-    for port in random.sample(range(10_000, lowest_ephemeral), 100):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 class TcpProxy:

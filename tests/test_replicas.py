@@ -1,4 +1,4 @@
-"""Read replicas on a real primary and streaming replica of our own (deploy/postgres_pair.py).
+"""Read replicas on a real primary and streaming replica of our own (deploy/private_postgres.py).
 
 Replicas are read-only copies, so which server answered shows in what a client sees: with
 replay paused on the replica, a write on the primary is missing there and present on the
@@ -22,10 +22,10 @@ from app.database.budget import assess_budget
 from app.database.replicas import CHECK_INTERVAL_S, READ_AFTER_HEADER, replica_set
 from app.extensions import db
 from bench.postgres import migrate
-from deploy.postgres_pair import PostgresPair
+from deploy.private_postgres import PostgresPair
 from tests.conftest import TEST_SETTINGS
+from tests.iptables import silenced
 from tests.pg import insert_service
-from tests.private_postgres import silenced
 from tests.servers import GunicornServer, run_gunicorn_expecting_exit
 
 # The replica keeps 80 of its 100 connections for superusers: 20 for us, fewer than the primary.
@@ -39,8 +39,8 @@ SETTLE_S = 5
 def pair():
     """A primary and its streaming replica, with the app's schema, for this module."""
     with PostgresPair(REPLICA_OPTIONS) as pair:
-        pair.execute(pair.primary_port, "CREATE DATABASE app")
-        migrate(pair.url(pair.primary_port, "app"))
+        pair.primary.execute("CREATE DATABASE app")
+        migrate(pair.primary.url("app"))
         pair.wait_until_replayed()
         yield pair
 
@@ -50,8 +50,8 @@ def replica_app(pair, **overrides):
     return create_app(
         {
             **TEST_SETTINGS,
-            "DATABASE_URL": pair.url(pair.primary_port, "app"),
-            "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+            "DATABASE_URL": pair.primary.url("app"),
+            "DATABASE_REPLICA_URLS": pair.replica.url("app"),
             "DB_CONNECT_TIMEOUT": 2,
             **overrides,
         }
@@ -103,12 +103,12 @@ def new_service(client, admin, price_cents: int = 1000) -> tuple[int, str]:
 
 def resume_replay(pair) -> None:
     """Let the replica apply WAL again (a promoted one has none to apply)."""
-    pair.execute(pair.replica_port, "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()")
+    pair.replica.execute("SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()")
 
 
 def pause_replay(pair) -> None:
     """Stop the replica applying WAL: from here it lags behind every new write."""
-    pair.execute(pair.replica_port, "SELECT pg_wal_replay_pause()")
+    pair.replica.execute("SELECT pg_wal_replay_pause()")
 
 
 def test_catalogue_reads_come_from_the_replica_and_a_writer_reads_its_write(pair, client, admin):
@@ -219,7 +219,7 @@ def test_health_shows_each_replica_without_naming_hosts(pair, client):
     assert replica["connected"] is True and replica["lagMs"] == 0
     assert {"size", "checkedOut", "overflow", "idle"} <= set(replica["pool"])
     text = response.get_data(as_text=True)
-    assert "127.0.0.1" not in text and str(pair.replica_port) not in text
+    assert "127.0.0.1" not in text and str(pair.replica.port) not in text
 
 
 def test_metrics_name_each_replicas_pool_its_lag_and_whether_it_serves(pair, client, admin):
@@ -264,15 +264,15 @@ def test_db_info_shows_each_replica_with_its_host(pair, runner):
     info = json.loads(runner.invoke(args=["db-info", "--json"]).output)
     replica = info["health"]["database"]["replicas"]["replica1"]
     assert replica["connected"] is True
-    assert f"127.0.0.1:{pair.replica_port}" in replica["url"]
+    assert f"127.0.0.1:{pair.replica.port}" in replica["url"]
 
 
 def test_the_budget_check_refuses_more_than_a_replica_can_give(pair):
     settings = load_settings(
         {
             **TEST_SETTINGS,
-            "DATABASE_URL": pair.url(pair.primary_port, "app"),
-            "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+            "DATABASE_URL": pair.primary.url("app"),
+            "DATABASE_REPLICA_URLS": pair.replica.url("app"),
             "WEB_CONCURRENCY": 3,  # 3 × (2 + 5) = 21 on the replica, which gives 20
         }
     )
@@ -292,7 +292,7 @@ def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, clie
     service_id, _ = new_service(client, admin, 1500)
     pair.wait_until_replayed()
     wait_until(lambda: serving(client))
-    pair.stop_server("replica")
+    pair.replica.halt()
     try:
         started = time.monotonic()
         reads = [client.get(f"/api/services/{service_id}") for _ in range(5)]
@@ -300,7 +300,7 @@ def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, clie
         health = client.get("/api/health")
         down = replica_health(client)
     finally:
-        pair.restart_replica()
+        pair.replica.start()
     wait_until(lambda: serving(client), timeout_s=10)
     assert [read.status_code for read in reads] == [200] * 5
     assert all(read.json["price_cents"] == 1500 for read in reads)
@@ -319,7 +319,7 @@ def test_a_silent_replica_delays_one_read_then_reads_go_to_the_primary(pair, cli
     client.get(f"/api/services/{service_id}")
     time.sleep(1)  # Past the pre-ping's bypass window: the pooled connection is tested.
     timings = []
-    with silenced(pair.replica_port):
+    with silenced(pair.replica.port):
         for _ in range(8):
             started = time.monotonic()
             read = client.get(f"/api/services/{service_id}")
@@ -348,17 +348,17 @@ def test_bad_replica_settings_stop_start_up_with_one_line():
 
 def backends_named(pair, application_name: str) -> int:
     """The replica's connections carrying application_name."""
-    return pair.execute(
-        pair.replica_port,
-        f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application_name}'",
-    )[0][0]
+    [(count,)] = pair.replica.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+    )
+    return count
 
 
 def gunicorn_env(pair, **values) -> dict[str, str]:
     """gunicorn's environment on the pair, two workers."""
     return {
-        "DATABASE_URL": pair.url(pair.primary_port, "app"),
-        "DATABASE_REPLICA_URLS": pair.url(pair.replica_port, "app"),
+        "DATABASE_URL": pair.primary.url("app"),
+        "DATABASE_REPLICA_URLS": pair.replica.url("app"),
         "WEB_CONCURRENCY": "2",
         "DB_POOL_SIZE": "2",
         **values,
@@ -367,7 +367,7 @@ def gunicorn_env(pair, **values) -> dict[str, str]:
 
 @pytest.mark.process
 def test_gunicorn_reads_from_the_replica_and_sigterm_leaves_no_replica_connection(pair):
-    service_id = insert_service(pair.url(pair.primary_port, "app"))
+    service_id = insert_service(pair.primary.url("app"))
     pair.wait_until_replayed()
     with GunicornServer(gunicorn_env(pair)) as server:
         wait_until(lambda: 'db_replica_serving{pool_name="replica1"} 1.0' in server.metrics())
@@ -396,7 +396,7 @@ def test_a_promoted_replica_serves_no_reads(pair, client, admin):
     service_id, _ = new_service(client, admin, 1000)
     pair.wait_until_replayed()
     wait_until(lambda: serving(client))
-    pair.execute(pair.replica_port, "SELECT pg_promote()")
+    pair.replica.execute("SELECT pg_promote()")
     wait_until(lambda: not serving(client))
     client.patch(f"/api/services/{service_id}", json={"price_cents": 4000}, headers=admin.headers)
     read = client.get(f"/api/services/{service_id}")

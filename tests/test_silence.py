@@ -22,7 +22,8 @@ from app.database import timeouts
 from app.database.engine import connect_args
 from bench.postgres import migrate
 from deploy.pgbouncer import PgBouncer
-from tests.private_postgres import PrivatePostgres, silenced
+from deploy.private_postgres import PrivatePostgres
+from tests.iptables import silenced
 from tests.servers import GunicornServer, NginxServer, client_from, unique_application_name
 
 pytestmark = pytest.mark.process
@@ -159,7 +160,7 @@ def test_a_silent_database_costs_each_request_at_most_its_deadline(front_door, p
         " after the network came back"
     )
     # Shown when the test fails: which statements the server cancelled, why, and when.
-    server_log = (private_pg.folder / "server.log").read_text(errors="replace").splitlines()
+    server_log = private_pg.log.read_text(errors="replace").splitlines()
     cancels = [i for i, line in enumerate(server_log) if "canceling statement" in line]
     print("\n".join("\n".join(server_log[i : i + 2]) for i in cancels[-10:]))
     assert {a.status for a in answers} <= {200, 503}

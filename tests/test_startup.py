@@ -13,9 +13,10 @@ import requests
 
 from app.database.health import MAX_AGE_S
 from deploy.pgbouncer import PgBouncer
+from deploy.ports import port_outside_ephemeral_range
 from tests import pg
 from tests.servers import ROOT, GunicornServer, free_port, run_gunicorn_expecting_exit
-from tests.tcp_proxy import TcpProxy, port_outside_ephemeral_range
+from tests.tcp_proxy import TcpProxy
 from tests.topology import Topology
 
 pytestmark = pytest.mark.process
