@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import cli, database, errors, metrics, rate_limits, request_context, request_log
-from app.api import DOCS_ASSETS_URL, register_blueprints
+from app.api import DOCS_ASSETS_URL, ReadAfterLsnDocs, register_blueprints
 from app.config import INSTANCE_DIR, SETTINGS_EXTENSION, app_settings, load_settings
 from app.extensions import api, cors
 from app.json_provider import OrjsonProvider
@@ -67,7 +67,7 @@ def configure(app: Flask, overrides: dict[str, Any]) -> None:
 
 def register_extensions(app: Flask) -> None:
     """Bind the HTTP-facing extensions."""
-    api.init_app(app)
+    api.init_app(app, spec_kwargs={"extra_plugins": [ReadAfterLsnDocs()]})
     rate_limits.init_app(app)
     origins = app_settings(app).cors_origins
     if origins:  # With no origin allowed, flask-cors would only cost time.

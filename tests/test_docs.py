@@ -45,6 +45,20 @@ def test_openapi_marks_signed_in_operations(client):
     assert "security" not in paths["/api/services"]["get"]
 
 
+def test_openapi_documents_x_read_after_lsn_where_it_applies(client):
+    paths = client.get("/api/openapi.json").json["paths"]
+    header = "X-Read-After-LSN"
+
+    def takes_it(path: str) -> bool:
+        return header in {p["name"] for p in paths[path]["get"].get("parameters", [])}
+
+    replica_reads = ["/api/services", "/api/benefits/{benefit_id}", "/api/orders/{order_id}"]
+    assert all(takes_it(path) for path in replica_reads)
+    assert not takes_it("/api/user/profile"), "a profile is always read from the primary"
+    assert header in paths["/api/orders"]["post"]["responses"]["201"]["headers"]
+    assert header in paths["/api/auth/login"]["post"]["responses"]["200"]["headers"]
+
+
 def test_the_docs_page_loads_only_local_assets(client):
     page = client.get("/api/docs")
     assert page.status_code == 200

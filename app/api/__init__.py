@@ -2,6 +2,7 @@
 
 from importlib.resources import files
 
+from apispec import BasePlugin
 from flask import Blueprint, Flask, Response, request
 from flask_smorest import Api
 
@@ -9,8 +10,42 @@ from app.api import auth, benefits, health, orders, services, users
 from app.api.access import BEARER_SCHEME
 from app.api.blueprint import register_id_converter
 from app.api.body import require_small_json_body
+from app.database.replicas import LSN_PATTERN, READ_AFTER_HEADER
 
 RESOURCES = (health, auth, users, services, benefits, orders)
+# The resources whose GETs a replica may serve (read_stale_ok), as README's table says.
+REPLICA_READ_TAGS = frozenset({services.blp.name, benefits.blp.name, orders.blp.name})
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+READ_AFTER_SCHEMA = {"type": "string", "pattern": LSN_PATTERN, "example": "0/5A1C3F8"}
+READ_AFTER_PARAMETER = {
+    "name": READ_AFTER_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": READ_AFTER_SCHEMA,
+    "description": "With read replicas: serve this read only from one that has replayed this"
+    " far (a write's X-Read-After-LSN; 0/0 for any), else from the primary.",
+}
+READ_AFTER_RESPONSE_HEADER = {
+    "schema": READ_AFTER_SCHEMA,
+    "description": "With read replicas, after a write: send it back with later reads to see it.",
+}
+
+
+class ReadAfterLsnDocs(BasePlugin):
+    """Documents X-Read-After-LSN: answered by writes, honoured by the GETs replicas serve."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        """Add the header to the path's replica reads and to its writes' success responses."""
+        for method, operation in operations.items():
+            if method == "get" and REPLICA_READ_TAGS.intersection(operation.get("tags", ())):
+                operation.setdefault("parameters", []).append({**READ_AFTER_PARAMETER})
+            elif method in WRITE_METHODS:
+                for status, response in operation.get("responses", {}).items():
+                    if str(status).startswith("2") and isinstance(response, dict):
+                        headers = response.setdefault("headers", {})
+                        headers[READ_AFTER_HEADER] = {**READ_AFTER_RESPONSE_HEADER}
+
+
 SWAGGER_UI_ASSETS = files("flask_swagger_ui") / "dist"
 DOCS_ASSETS_URL = "/api/docs/assets"
 

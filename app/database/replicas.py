@@ -14,6 +14,7 @@ STALE_AFTER_S (a check stuck connecting to a silent replica) counts as "not know
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 READ_AFTER_HEADER = "X-Read-After-LSN"
+# A pg_lsn as PostgreSQL writes it (16/B374D848): two hexadecimal halves of 32 bits.
+LSN_PATTERN = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+LSN = re.compile(LSN_PATTERN)
 CHECK_INTERVAL_S = 1.0
 # A measurement older than this is not believed: the replica serves no reads until a new one.
 STALE_AFTER_S = 3 * CHECK_INTERVAL_S
@@ -81,14 +85,11 @@ MAX_LAG = Gauge(
 
 
 def parse_lsn(text: str | None) -> int | None:
-    """A pg_lsn such as 16/B374D848 as one number, or None."""
-    if not text:
+    """A pg_lsn such as 16/B374D848 as one number, or None for anything else."""
+    if not text or not LSN.fullmatch(text):
         return None
-    high, _, low = text.strip().partition("/")
-    try:
-        return (int(high, 16) << 32) | int(low, 16)
-    except ValueError:
-        return None
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 @dataclass(frozen=True)
