@@ -22,6 +22,7 @@ from app.database.budget import assess_budget
 from app.database.replicas import CHECK_INTERVAL_S, READ_AFTER_HEADER, replica_set
 from app.extensions import db
 from bench.postgres import migrate
+from deploy.pgbouncer import PgBouncer
 from deploy.private_postgres import PostgresPair
 from tests.conftest import TEST_SETTINGS
 from tests.iptables import silenced
@@ -137,6 +138,45 @@ def test_catalogue_reads_come_from_the_replica_and_a_writer_reads_its_write(pair
     assert [read.json["price_cents"] for read in garbled] == [2000] * 3, (
         "a header that is no LSN as PostgreSQL writes it reads from the primary"
     )
+
+
+def test_behind_pgbouncer_the_primary_is_reached_through_it_and_the_replica_directly(
+    pair, client, admin
+):
+    service_id, _ = new_service(client, admin, 1000)
+    with PgBouncer(server=f"host=127.0.0.1 port={pair.primary.port}") as bouncer:
+        bounced_app = replica_app(
+            pair,
+            DATABASE_URL=bouncer.url("app"),
+            DB_POOLER="pgbouncer",
+            DATABASE_DIRECT_URL=pair.primary.url("app"),
+            PGBOUNCER_ADMIN_URL=bouncer.admin_url,
+            DB_REPLICA_MAX_LAG_MS=PATIENT_LAG_MS,
+        )
+        try:
+            bounced = bounced_app.test_client()
+            pair.wait_until_replayed()
+            wait_until(lambda: serving(bounced))
+            pause_replay(pair)
+            url = f"/api/services/{service_id}"
+            changed = bounced.patch(url, json={"price_cents": 2000}, headers=admin.headers)
+            from_replica = bounced.get(url)
+            writers_read = bounced.get(
+                url, headers={READ_AFTER_HEADER: changed.headers[READ_AFTER_HEADER]}
+            )
+            database = bounced.get("/api/health").json["database"]
+            [transactions] = [
+                row["total_xact_count"] for row in bouncer.show("STATS") if row["database"] == "app"
+            ]
+        finally:
+            dispose_engines(bounced_app, close=True)
+
+    assert changed.status_code == 200
+    assert from_replica.json["price_cents"] == 1000, "the catalogue is read from the replica"
+    assert writers_read.json["price_cents"] == 2000, "the writer reads its write, on the primary"
+    assert transactions >= 2, "the write and its position went through PgBouncer"
+    assert database["replicas"]["replica1"]["serving"] is True
+    assert "pooler" in database, "health reads PgBouncer's numbers beside the replica's"
 
 
 def test_a_one_row_get_from_the_replica_is_one_statement_there_and_none_on_the_primary(
