@@ -6,7 +6,7 @@
 
 With DB_REPLICA=1 the database is a private primary and streaming replica instead
 (deploy/private_postgres.py), migrated and seeded: gunicorn gets both, the replica as
-DATABASE_REPLICA_URLS, and they stop with the stack.
+DATABASE_REPLICA_URLS (reached directly, PgBouncer or not), and they stop with the stack.
 
 Each part is a real server in the foreground, its configuration, pid and logs in one temporary
 folder. The parts start in order, each once it answers, and stop in reverse order when the
@@ -186,8 +186,9 @@ def replica_pair_database(pair: PostgresPair) -> dict[str, str]:
         "DATABASE_URL": pair.primary.url("app"),
         "DATABASE_REPLICA_URLS": pair.replica.url("app"),
     }
-    # The release commands need a key like any deployment; they sign nothing.
-    env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, **database}
+    # The release commands need a key like any deployment; they sign nothing. They reach
+    # the primary itself, PgBouncer or not.
+    env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, **database, "DB_POOLER": "none"}
     for command in (["db", "upgrade"], ["seed"]):
         subprocess.run([sys.executable, "-m", "flask", *command], cwd=ROOT, env=env, check=True)
     return database
@@ -215,19 +216,19 @@ def parts(settings: Settings, folder: Path, pair: PostgresPair | None = None) ->
     nginx_folder, prometheus_folder = folder / "nginx", folder / "prometheus"
     nginx_folder.mkdir()
     prometheus_folder.mkdir()
-    database_parts, database = [], {}
+    database = replica_pair_database(pair) if pair is not None else {}
+    server_url = database.get("DATABASE_URL", settings.database_url)
+    database_parts = []
     if settings.behind_pgbouncer:
         # gunicorn's DATABASE_URL points at PgBouncer, which must be up first.
-        server = make_url(settings.database_url)
+        server = make_url(server_url)
         bouncer_folder = folder / "pgbouncer"
         bouncer_folder.mkdir()
         bouncer = PgBouncer(
             f"host={server.host or LOOPBACK} port={server.port or 5432}", folder=bouncer_folder
         )
         database_parts = [pgbouncer_part(bouncer)]
-        database = through_pgbouncer(bouncer, settings.database_url)
-    if pair is not None:
-        database = replica_pair_database(pair)
+        database |= through_pgbouncer(bouncer, server_url)
     return [
         *database_parts,
         gunicorn_part(settings, database),
@@ -276,8 +277,6 @@ def main() -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     with_replica = os.environ.get("DB_REPLICA", "").strip() == "1"
-    if with_replica and settings.behind_pgbouncer:
-        sys.exit("stack: DB_REPLICA=1 runs its own primary and replica; unset DB_POOLER")
     folder = Path(tempfile.mkdtemp(prefix="stack-"))
     folder.chmod(0o755)  # nginx's workers, not root, write their temp files below it
     pair = None

@@ -76,6 +76,8 @@ def group_alive(group: int) -> bool:
         pytest.param("pgbouncer", "0", id="pgbouncer"),
         # Its own primary and streaming replica (DB_REPLICA=1), gone with the rest on Ctrl-C.
         pytest.param("none", "1", id="replica"),
+        # Production's shape with a replica: the primary behind PgBouncer, the replica direct.
+        pytest.param("pgbouncer", "1", id="pgbouncer-replica"),
     ],
 )
 def test_stack_serves_through_nginx_and_ctrl_c_stops_every_part(
