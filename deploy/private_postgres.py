@@ -129,22 +129,27 @@ class PostgresPair(StartedInside):
         self.replica = PrivatePostgres(replica_options)
 
     def start(self) -> "PostgresPair":
-        """Start the primary, clone it with pg_basebackup -R, start the replica."""
+        """Start the primary, then the replica as its clone."""
         self.primary.start()
-        self.replica.run(
-            "pg_basebackup",
-            *("-h", "127.0.0.1", "-p", str(self.primary.port), "-U", SERVER_USER),
-            *("-D", str(self.replica.data), "-R", "-X", "stream", "--no-sync", "-c", "fast"),
-        )
-        self.replica.start()
+        self.clone(self.replica)
         return self
 
-    def wait_until_replayed(self, timeout_s: float = 10) -> None:
-        """Wait until the replica has replayed everything the primary has written so far."""
+    def clone(self, standby: PrivatePostgres) -> PrivatePostgres:
+        """Make standby a streaming replica of the primary (pg_basebackup -R) and start it."""
+        standby.run(
+            "pg_basebackup",
+            *("-h", "127.0.0.1", "-p", str(self.primary.port), "-U", SERVER_USER),
+            *("-D", str(standby.data), "-R", "-X", "stream", "--no-sync", "-c", "fast"),
+        )
+        return standby.start()
+
+    def wait_until_replayed(self, standby: PrivatePostgres | None = None, timeout_s: float = 10):
+        """Wait until the replica (or standby) has replayed all the primary has written so far."""
+        standby = standby or self.replica
         [(lsn,)] = self.primary.execute("SELECT pg_current_wal_lsn()::text")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            [(caught_up,)] = self.replica.execute(
+            [(caught_up,)] = standby.execute(
                 "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
             )
             if caught_up:

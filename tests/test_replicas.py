@@ -23,7 +23,7 @@ from app.database.replicas import CHECK_INTERVAL_S, READ_AFTER_HEADER, replica_s
 from app.extensions import db
 from bench.postgres import migrate
 from deploy.pgbouncer import PgBouncer
-from deploy.private_postgres import PostgresPair
+from deploy.private_postgres import PostgresPair, PrivatePostgres
 from tests.conftest import TEST_SETTINGS
 from tests.iptables import silenced
 from tests.pg import insert_service
@@ -352,6 +352,59 @@ def test_a_stopped_replica_costs_no_read_and_comes_back_when_it_heals(pair, clie
     assert elapsed < 2 + 1, "within DB_CONNECT_TIMEOUT + 1 s"
     assert health.status_code == 200 and health.json["status"] == "ok"
     assert down["connected"] is False or down["serving"] is False
+
+
+@pytest.fixture
+def second_replica(pair):
+    """Another streaming replica of the pair's primary, for this test alone."""
+    standby = PrivatePostgres(REPLICA_OPTIONS)
+    try:
+        yield pair.clone(standby)
+    finally:
+        standby.stop()
+
+
+def test_two_replicas_share_the_reads_and_a_stopped_one_leaves_them_to_the_other(
+    pair, second_replica, client, admin
+):
+    service_id, _ = new_service(client, admin, 1000)
+    url = f"/api/services/{service_id}"
+    two = replica_app(
+        pair,
+        DATABASE_REPLICA_URLS=f"{pair.replica.url('app')},{second_replica.url('app')}",
+        DB_REPLICA_MAX_LAG_MS=PATIENT_LAG_MS,
+    )
+    try:
+        reader = two.test_client()
+        for standby in (pair.replica, second_replica):
+            pair.wait_until_replayed(standby)
+        wait_until(
+            lambda: all(
+                r["serving"]
+                for r in reader.get("/api/health").json["database"]["replicas"].values()
+            )
+        )
+        # Each server a price of its own: replica1 1000, replica2 2000, the primary 3000.
+        pause_replay(pair)
+        client.patch(url, json={"price_cents": 2000}, headers=admin.headers)
+        pair.wait_until_replayed(second_replica)
+        second_replica.execute("SELECT pg_wal_replay_pause()")
+        client.patch(url, json={"price_cents": 3000}, headers=admin.headers)
+        shared = {reader.get(url).json["price_cents"] for _ in range(20)}
+        second_replica.halt()
+        after_halt = [reader.get(url).json["price_cents"] for _ in range(10)]
+        replicas = reader.get("/api/health").json["database"]["replicas"]
+    finally:
+        dispose_engines(two, close=True)
+
+    assert shared == {1000, 2000}, (
+        "each read picks one of the replicas in bounds, never the primary"
+    )
+    assert set(after_halt) <= {1000, 3000} and after_halt.count(3000) <= 1, (
+        "the one read that finds replica2 gone runs on the primary; replica1 serves the rest"
+    )
+    assert replicas["replica1"]["serving"] is True
+    assert replicas["replica2"]["serving"] is False
 
 
 @pytest.mark.skipif(
