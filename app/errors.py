@@ -173,6 +173,10 @@ def from_database_error(error: sa_exc.SQLAlchemyError) -> ApiError | None:
         return ApiError.unavailable(
             "statement_timeout", "the database took too long; retry shortly"
         )
+    if isinstance(original, pg_errors.ReadOnlySqlTransaction):
+        return ApiError.unavailable(
+            "database_read_only", "the database takes no writes now; retry shortly"
+        )
     if isinstance(error, sa_exc.DBAPIError) and (
         error.connection_invalidated or isinstance(error, sa_exc.OperationalError)
     ):

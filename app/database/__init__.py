@@ -14,6 +14,7 @@ from app.database.pgbouncer import install_pgbouncer_mode
 from app.database.pool_gate import install_gate_returns
 from app.database.pool_metrics import install_pool_metrics
 from app.database.pre_ping import install_pre_ping
+from app.database.read_only import install_read_only_handling
 from app.database.replicas import install_replicas, read_stale_ok, replica_set
 from app.database.session import install_unit_of_work, reading, remove_session, transaction
 from app.extensions import db, migrate
@@ -54,7 +55,8 @@ def init_app(app: Flask) -> None:
 
 
 def configure_engine(engine: Engine, settings: Settings) -> None:
-    """Install the request pool's client deadline, pre-ping, PgBouncer rules and SQLite's count.
+    """Install the request pool's client deadline, pre-ping, read-only and PgBouncer rules, and
+    SQLite's statement count.
 
     Each statement's own limits ride in the cursor its connections make (cursor.py).
     """
@@ -64,6 +66,7 @@ def configure_engine(engine: Engine, settings: Settings) -> None:
     install_gate_returns(engine)
     if engine.dialect.name == "postgresql":
         install_client_deadline()
+        install_read_only_handling(engine)
     if pgbouncer:
         install_pgbouncer_mode(engine, settings)
     if settings.db_pool_pre_ping:
