@@ -40,7 +40,7 @@ def test_promtool_passes(args):
 def test_every_alert_is_tested_firing_and_quiet():
     alerts = re.findall(r"- alert: (\w+)", (DEPLOY / "alerts.yml").read_text())
     tests = (DEPLOY / "alerts_test.yml").read_text()
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     for alert in alerts:
         cases = re.findall(rf"alertname: {alert}\n\s+exp_alerts:( \[\])?\n", tests)
         assert "" in cases, f"{alert} has no test where it fires"
