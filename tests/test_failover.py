@@ -5,11 +5,14 @@ The standby is a real streaming replica of our own primary (deploy/private_postg
 the primary's address is a TCP proxy whose target moves, as a virtual IP or DNS name does.
 """
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
 from app import create_app
 from app.database import dispose_engines
+from app.database.health import MAX_AGE_S
 from app.extensions import db
 from bench.postgres import migrate
 from deploy.ports import port_outside_ephemeral_range
@@ -66,9 +69,12 @@ def test_a_write_on_a_standby_at_the_primarys_address_is_a_503_and_heals_when_it
         before = two_pooled_connections_in_recovery(app)
         read = client.get("/api/services")
         refused = client.post("/api/services", json=SERVICE, headers=admin.headers)
+        health_on_standby = client.get("/api/health")
         address.target = ("127.0.0.1", pair.primary.port)  # The failover completes.
         written = client.post("/api/services", json=SERVICE, headers=admin.headers)
         after = two_pooled_connections_in_recovery(app)
+        time.sleep(MAX_AGE_S)  # The health probe checks again.
+        health_on_primary = client.get("/api/health")
     finally:
         dispose_engines(app, close=True)
         address.close()
@@ -80,6 +86,9 @@ def test_a_write_on_a_standby_at_the_primarys_address_is_a_503_and_heals_when_it
     assert refused.headers["Retry-After"] == "1"
     assert written.status_code == 201
     assert after == [False, False], "the pool dropped all its connections to the standby"
+    assert health_on_standby.status_code == 200, "reads go on: no reason to leave the rotation"
+    assert health_on_standby.json["database"]["acceptsWrites"] is False
+    assert health_on_primary.json["database"]["acceptsWrites"] is True
 
 
 def test_a_write_on_a_read_only_primary_is_a_503_and_heals_when_writes_are_allowed(pair, admin):
@@ -89,6 +98,7 @@ def test_a_write_on_a_read_only_primary_is_a_503_and_heals_when_writes_are_allow
         client = app.test_client()
         read = client.get("/api/services")
         refused = client.post("/api/services", json=SERVICE, headers=admin.headers)
+        health = client.get("/api/health")
     finally:
         pair.primary.execute("ALTER DATABASE app RESET default_transaction_read_only")
     try:
@@ -101,4 +111,5 @@ def test_a_write_on_a_read_only_primary_is_a_503_and_heals_when_writes_are_allow
     assert refused.status_code == 503
     assert refused.json["error"]["code"] == "database_read_only"
     assert read.status_code == 200
+    assert health.json["database"]["acceptsWrites"] is False
     assert written.status_code == 201

@@ -23,8 +23,11 @@ HEALTH_SUFFIX = "/health"
 MAX_AGE_S = 1.0
 # The least time a check gets, when waiting for another thread's check took nearly all.
 MIN_CHECK_S = 0.2
+# Our connections, and whether the server takes writes (a standby or a read-only primary
+# does not: app/database/read_only.py), in one round trip.
 COUNT_OUR_CONNECTIONS = sa.text(
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    "SELECT count(*), NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+    " FROM pg_stat_activity WHERE datname = current_database()"
     " AND (application_name = :name OR left(application_name, length(:name) + 1) = :name || '/')"
 )
 
@@ -35,6 +38,7 @@ class Probe:
 
     connected: bool
     active_connections: int | None
+    accepts_writes: bool | None = None
     checked_at: float = field(default_factory=time.monotonic)
     error: str | None = None
     detail: str | None = None
@@ -90,7 +94,8 @@ class HealthProbe:
         try:
             if self.server_engine is not self.engine:
                 self.log_in_through_pooler()
-            return Probe(True, self.count_connections(pool_engine), pooler=pooler)
+            active, accepts_writes = self.count_connections(pool_engine)
+            return Probe(True, active, accepts_writes, pooler=pooler)
         except (sa.exc.SQLAlchemyError, psycopg2.Error) as error:
             detail = describe(error)
             log.warning("health check failed: %s", detail)
@@ -116,18 +121,21 @@ class HealthProbe:
             return {"error": "PgBouncer's admin console cannot be reached"}
         return numbers.report()
 
-    def count_connections(self, pool_engine: Engine) -> int:
-        """This database's server connections with our application_name.
+    def count_connections(self, pool_engine: Engine) -> tuple[int, bool]:
+        """This database's server connections with our application_name, and whether the
+        server takes writes.
 
         On SQLite, which has no server: this process's checked-out connections.
         """
         with self.server_engine.connect() as connection:
             if connection.dialect.name != "postgresql":
                 connection.execute(sa.text("SELECT 1"))
-                return (
-                    pool_engine.pool.checkedout() if hasattr(pool_engine.pool, "checkedout") else 0
-                )
-            return connection.execute(COUNT_OUR_CONNECTIONS, {"name": self.name}).scalar_one()
+                pool = pool_engine.pool
+                return (pool.checkedout() if hasattr(pool, "checkedout") else 0), True
+            count, accepts_writes = connection.execute(
+                COUNT_OUR_CONNECTIONS, {"name": self.name}
+            ).one()
+            return count, accepts_writes
 
 
 def pool_status(engine: Engine, settings: Settings) -> dict[str, Any]:
@@ -154,6 +162,7 @@ def health_report(
     database: dict[str, Any] = {
         "connected": result.connected,
         "activeConnections": result.active_connections,
+        "acceptsWrites": result.accepts_writes,
         "pool": pool_status(pool_engine, probe.settings),
     }
     if result.pooler is not None:
