@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import socket
+import time
 
 import pytest
 
@@ -11,6 +13,8 @@ from tests.servers import GunicornServer
 pytestmark = pytest.mark.process
 
 MIB = 1024 * 1024
+# What a proxy's first writes of a large body put on the wire before the server answers.
+FIRST_PART = 128 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +76,38 @@ def test_doubled_slashes_answer_a_json_404_not_an_html_redirect(server, path):
     assert status == 404
     assert headers["Content-Type"] == "application/json"
     assert error_code(body) == "not_found"
+
+
+def post_in_two_parts(server, path: str, body: bytes) -> bytes:
+    """POST a JSON body as nginx does a large one it buffered; the raw answer, read to EOF.
+
+    The first part goes with the head, the rest once the server could have answered: a
+    proxy writing a large body is still writing then. Raises BrokenPipeError (or
+    ConnectionResetError) when the server closed with part of the body unread: the kernel
+    then resets the connection, and nginx answers 502 instead of the server's answer.
+    """
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body[:FIRST_PART])
+        time.sleep(0.3)
+        sock.sendall(body[FIRST_PART:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/services", b"401"),  # No token: refused before the body is read.
+        ("/api/auth/login", b"413"),  # Over sign-in's 8 KiB: refused unread.
+    ],
+    ids=["unauthorized", "over-the-routes-limit"],
+)
+def test_an_answer_given_before_the_body_is_read_reaches_a_proxy_still_sending_it(
+    server, path, status
+):
+    body = b'{"name": "x"}' + b" " * 900_000
+    assert post_in_two_parts(server, path, body).split(b" ", 2)[1] == status

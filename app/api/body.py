@@ -1,6 +1,9 @@
-"""Request bodies: JSON only, and small, refused before any view reads them."""
+"""Request bodies: JSON only, and small, refused before any view reads them; and read to
+their end after the answer, whatever the answer was."""
 
-from flask import current_app, request
+import functools
+
+from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.errors import ApiError
@@ -10,6 +13,7 @@ KIB = 1024
 # The most each resource's bodies need, by blueprint, with every character sent \u-escaped
 # (a profile: 200 + 2 × 128 characters at up to 12 bytes each). The rest: MAX_CONTENT_LENGTH.
 BODY_LIMITS = {"auth": 8 * KIB, "users": 8 * KIB, "orders": 32 * KIB}
+DRAIN_CHUNK = 64 * KIB
 
 
 def body_limit() -> int:
@@ -52,3 +56,26 @@ def carries_body() -> bool:
     """Whether the request has a body, sized or chunked."""
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     return chunked or (request.content_length or 0) > 0
+
+
+def read_the_rest_after_answering(response: Response) -> Response:
+    """Once the answer is sent, read what is left of a sized body no view read.
+
+    An answer given before the body was read (401 before parsing, 413 over the route's
+    limit, 404) left it unread when gunicorn closed the connection; the kernel then resets
+    it, and nginx, still sending the body it buffered, answers 502 instead of our answer.
+    Bodies over MAX_CONTENT_LENGTH are not read: nginx refuses them itself.
+    """
+    length = request.content_length
+    if length and length <= current_app.config["MAX_CONTENT_LENGTH"]:
+        response.call_on_close(functools.partial(drain, request.input_stream))
+    return response
+
+
+def drain(stream) -> None:
+    """Read stream to its end (gunicorn's stops at Content-Length), keeping nothing."""
+    try:
+        while stream.read(DRAIN_CHUNK):
+            pass
+    except Exception:  # The client went away, or sent less than it said: nothing to do.
+        return
