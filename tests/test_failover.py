@@ -15,6 +15,7 @@ from app.database import dispose_engines
 from app.database.health import MAX_AGE_S
 from app.extensions import db
 from bench.postgres import migrate
+from deploy.pgbouncer import PgBouncer
 from deploy.ports import port_outside_ephemeral_range
 from deploy.private_postgres import PostgresPair
 from tests.conftest import TEST_SETTINGS, make_caller
@@ -113,3 +114,26 @@ def test_a_write_on_a_read_only_primary_is_a_503_and_heals_when_writes_are_allow
     assert read.status_code == 200
     assert health.json["database"]["acceptsWrites"] is False
     assert written.status_code == 201
+
+
+def test_behind_pgbouncer_a_write_on_a_standby_is_a_503_and_our_other_connections_stay(pair, admin):
+    with PgBouncer(server=f"host=127.0.0.1 port={pair.replica.port}") as bouncer:
+        app = create_app(
+            {
+                **TEST_SETTINGS,
+                "DATABASE_URL": bouncer.url("app"),
+                "DB_POOLER": "pgbouncer",
+                "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
+            }
+        )
+        try:
+            client = app.test_client()
+            refused = client.post("/api/services", json=SERVICE, headers=admin.headers)
+            health = client.get("/api/health")
+        finally:
+            dispose_engines(app, close=True)
+
+    assert refused.status_code == 503
+    assert refused.json["error"]["code"] == "database_read_only"
+    assert health.status_code == 200
+    assert health.json["database"]["acceptsWrites"] is False
