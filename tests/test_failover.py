@@ -45,9 +45,9 @@ def admin(pair):
     return caller
 
 
-def app_at(url: str):
-    """The app with DATABASE_URL url."""
-    return create_app({**TEST_SETTINGS, "DATABASE_URL": url})
+def app_at(url: str, **settings):
+    """The app with DATABASE_URL url, and any other settings."""
+    return create_app({**TEST_SETTINGS, "DATABASE_URL": url, **settings})
 
 
 def two_pooled_connections_in_recovery(app) -> list[bool]:
@@ -116,15 +116,10 @@ def test_a_write_on_a_read_only_primary_is_a_503_and_heals_when_writes_are_allow
     assert written.status_code == 201
 
 
-def test_behind_pgbouncer_a_write_on_a_standby_is_a_503_and_our_other_connections_stay(pair, admin):
+def test_behind_pgbouncer_a_write_on_a_standby_is_a_503_too(pair, admin):
     with PgBouncer(server=f"host=127.0.0.1 port={pair.replica.port}") as bouncer:
-        app = create_app(
-            {
-                **TEST_SETTINGS,
-                "DATABASE_URL": bouncer.url("app"),
-                "DB_POOLER": "pgbouncer",
-                "PGBOUNCER_ADMIN_URL": bouncer.admin_url,
-            }
+        app = app_at(
+            bouncer.url("app"), DB_POOLER="pgbouncer", PGBOUNCER_ADMIN_URL=bouncer.admin_url
         )
         try:
             client = app.test_client()
