@@ -91,6 +91,8 @@ def keep_other_connections(context: sa_exc.StatementError | Any):
     context.invalidate_pool_on_disconnect = False
     if isinstance(context.original_exception, DeadlineReached):
         return None  # We stopped waiting (deadline.py), not PgBouncer.
+    if getattr(context.original_exception, "pgcode", None):
+        return None  # The server answered (a write refused as read-only, read_only.py).
     started_at = context.connection.info.get(STARTED_AT) if context.connection else None
     if started_at is not None and time.monotonic() - started_at >= QUEUE_WAIT_FLOOR_S:
         return PoolerQueueTimeout(
