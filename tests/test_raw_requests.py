@@ -24,6 +24,14 @@ def server(server_database_url):
         yield server
 
 
+@pytest.fixture(scope="module")
+def proxied_server(server_database_url):
+    """One gunicorn worker set up to sit behind one proxy (TRUSTED_PROXY_HOPS=1), as nginx's."""
+    env = {"DATABASE_URL": server_database_url, "TRUSTED_PROXY_HOPS": "1"}
+    with GunicornServer(env) as server:
+        yield server
+
+
 def send(server, method: str, path: str, body=None, headers=None, chunked=False):
     """One request on a fresh connection; the status, headers and body of the answer."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
@@ -107,7 +115,21 @@ def post_in_two_parts(server, path: str, body: bytes) -> bytes:
     ids=["unauthorized", "over-the-routes-limit"],
 )
 def test_an_answer_given_before_the_body_is_read_reaches_a_proxy_still_sending_it(
-    server, path, status
+    proxied_server, path, status
 ):
     body = b'{"name": "x"}' + b" " * 900_000
-    assert post_in_two_parts(server, path, body).split(b" ", 2)[1] == status
+    assert post_in_two_parts(proxied_server, path, body).split(b" ", 2)[1] == status
+
+
+def test_without_a_proxy_a_stalled_body_answered_early_does_not_hold_the_worker(server):
+    # Content-Length says 500 kB, 1 kB comes, then nothing: the answer (401) needs none of it.
+    head = b"POST /api/services HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+        stalled.sendall(head + b"Content-Length: 500000\r\n\r\n" + b" " * 1024)
+        answer = stalled.recv(65536)
+        started = time.monotonic()
+        status, _, _ = send(server, "GET", "/api/health/live")  # The only worker is free.
+        waited = time.monotonic() - started
+    assert answer.split(b" ", 2)[1] == b"401"
+    assert status == 200
+    assert waited < 5, "gunicorn lingers at most 2 s for the rest, then closes"

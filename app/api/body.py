@@ -1,11 +1,13 @@
-"""Request bodies: JSON only, and small, refused before any view reads them; and read to
-their end after the answer, whatever the answer was."""
+"""Request bodies: JSON only, and small, refused before any view reads them; behind a proxy,
+read to their end after an answer given before they were read."""
 
 import functools
 
 from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
+from app.config import app_settings
 from app.errors import ApiError
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -59,21 +61,32 @@ def carries_body() -> bool:
 
 
 def read_the_rest_after_answering(response: Response) -> Response:
-    """Once the answer is sent, read what is left of a sized body no view read.
+    """Behind a proxy, once the answer is sent, read what is left of a sized body.
 
     An answer given before the body was read (401 before parsing, 413 over the route's
     limit, 404) left it unread when gunicorn closed the connection; the kernel then resets
     it, and nginx, still sending the body it buffered, answers 502 instead of our answer.
+    Only behind a proxy (TRUSTED_PROXY_HOPS): nginx has the whole body, so the rest comes
+    at once, whereas a client reaching gunicorn directly could stall it and hold the worker.
     Bodies over MAX_CONTENT_LENGTH are not read: nginx refuses them itself.
     """
     length = request.content_length
-    if length and length <= current_app.config["MAX_CONTENT_LENGTH"]:
-        response.call_on_close(functools.partial(drain, request.input_stream))
+    if (
+        length
+        and length <= current_app.config["MAX_CONTENT_LENGTH"]
+        and app_settings().trusted_proxy_hops
+    ):
+        stream = LimitedStream(request.input_stream, length)
+        response.call_on_close(functools.partial(drain, stream))
     return response
 
 
-def drain(stream) -> None:
-    """Read stream to its end (gunicorn's stops at Content-Length), keeping nothing."""
+def drain(stream: LimitedStream) -> None:
+    """Read what is left of the body, keeping nothing.
+
+    The server's input stops at Content-Length (gunicorn's does); the LimitedStream bounds
+    it on any server.
+    """
     try:
         while stream.read(DRAIN_CHUNK):
             pass
