@@ -25,7 +25,7 @@ MAX_AGE_S = 1.0
 MIN_CHECK_S = 0.2
 # Our connections, and whether the server takes writes (a standby or a read-only primary
 # does not: app/database/read_only.py), in one round trip.
-COUNT_OUR_CONNECTIONS = sa.text(
+SERVER_STATE = sa.text(
     "SELECT count(*), NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
     " FROM pg_stat_activity WHERE datname = current_database()"
     " AND (application_name = :name OR left(application_name, length(:name) + 1) = :name || '/')"
@@ -94,7 +94,7 @@ class HealthProbe:
         try:
             if self.server_engine is not self.engine:
                 self.log_in_through_pooler()
-            active, accepts_writes = self.count_connections(pool_engine)
+            active, accepts_writes = self.server_state(pool_engine)
             return Probe(True, active, accepts_writes, pooler=pooler)
         except (sa.exc.SQLAlchemyError, psycopg2.Error) as error:
             detail = describe(error)
@@ -121,7 +121,7 @@ class HealthProbe:
             return {"error": "PgBouncer's admin console cannot be reached"}
         return numbers.report()
 
-    def count_connections(self, pool_engine: Engine) -> tuple[int, bool]:
+    def server_state(self, pool_engine: Engine) -> tuple[int, bool]:
         """This database's server connections with our application_name, and whether the
         server takes writes.
 
@@ -132,9 +132,7 @@ class HealthProbe:
                 connection.execute(sa.text("SELECT 1"))
                 pool = pool_engine.pool
                 return (pool.checkedout() if hasattr(pool, "checkedout") else 0), True
-            count, accepts_writes = connection.execute(
-                COUNT_OUR_CONNECTIONS, {"name": self.name}
-            ).one()
+            count, accepts_writes = connection.execute(SERVER_STATE, {"name": self.name}).one()
             return count, accepts_writes
 
 
