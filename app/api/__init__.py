@@ -10,6 +10,7 @@ from app.api import auth, benefits, health, orders, services, users
 from app.api.access import BEARER_SCHEME
 from app.api.blueprint import register_id_converter
 from app.api.body import read_the_rest_after_answering, require_small_json_body
+from app.config import app_settings
 from app.database.replicas import LSN_PATTERN, READ_AFTER_HEADER
 
 RESOURCES = (health, auth, users, services, benefits, orders)
@@ -60,7 +61,8 @@ def register_blueprints(app: Flask, api: Api) -> None:
         api.register_blueprint(module.blp)
     app.register_blueprint(docs_assets())
     app.before_request(require_small_json_body)
-    app.after_request(read_the_rest_after_answering)
+    if app_settings(app).trusted_proxy_hops:
+        app.after_request(read_the_rest_after_answering)
     app.after_request(options_answer_204)
 
 

@@ -7,7 +7,6 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
-from app.config import app_settings
 from app.errors import ApiError
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -61,21 +60,18 @@ def carries_body() -> bool:
 
 
 def read_the_rest_after_answering(response: Response) -> Response:
-    """Behind a proxy, once the answer is sent, read what is left of a sized body.
+    """Once the answer is sent, read what is left of a sized body (after_request).
 
     An answer given before the body was read (401 before parsing, 413 over the route's
     limit, 404) left it unread when gunicorn closed the connection; the kernel then resets
     it, and nginx, still sending the body it buffered, answers 502 instead of our answer.
-    Only behind a proxy (TRUSTED_PROXY_HOPS): nginx has the whole body, so the rest comes
-    at once, whereas a client reaching gunicorn directly could stall it and hold the worker.
-    Bodies over MAX_CONTENT_LENGTH are not read: nginx refuses them itself.
+    Registered only behind a proxy (TRUSTED_PROXY_HOPS, app/api/__init__.py): nginx has
+    the whole body, so the rest comes at once, whereas a client reaching gunicorn directly
+    could stall it and hold the worker. Bodies over MAX_CONTENT_LENGTH are not read: nginx
+    refuses them itself.
     """
     length = request.content_length
-    if (
-        length
-        and length <= current_app.config["MAX_CONTENT_LENGTH"]
-        and app_settings().trusted_proxy_hops
-    ):
+    if length and length <= current_app.config["MAX_CONTENT_LENGTH"]:
         stream = LimitedStream(request.input_stream, length)
         response.call_on_close(functools.partial(drain, stream))
     return response
